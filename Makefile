@@ -1,0 +1,30 @@
+# Two entry points for people: `make serve` and `make test`. Both set up .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+BUNDLE ?= artifacts/default
+
+.PHONY: serve test lint bench train-default clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[train,dev]"
+	touch $@
+
+serve: $(BIN)/.installed
+	TAP_BUNDLE_PATH=$(BUNDLE) $(BIN)/tap-restore serve --host 0.0.0.0 --port $(PORT)
+
+test: $(BIN)/.installed
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.run_all --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache

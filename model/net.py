@@ -1,0 +1,205 @@
+"""TAPNet: backbone + low-rank prompt bank + degradation encoder, and its size variants."""
+
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.blocks import Downsample, Upsample, stage
+from model.encoder import DegradationEncoder, TaskKeys
+from model.prompts import PromptBank
+
+CLEAN_CLASS = "clean"
+DEFAULT_TASKS = ("rain", "raindrop", "haze", "snow")
+STAGES = ("pretrain", "prompt-tune", "add-task")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Everything needed to rebuild the network; saved in every checkpoint."""
+
+    width: int = 32
+    enc_blocks: tuple[int, ...] = (1, 1, 2)
+    middle_blocks: int = 3
+    dec_blocks: tuple[int, ...] = (1, 1, 1)
+    prompt_tokens: int = 16
+    prompt_rank: int = 16
+    encoder_widths: tuple[int, ...] = (16, 32, 64, 128)
+    embed_dim: int = 64
+    temperature: float = 0.07
+    tasks: tuple[str, ...] = field(default=DEFAULT_TASKS)
+
+    @property
+    def pad_multiple(self) -> int:
+        """Input sides are padded to this: stem (2) times one halving per encoder level."""
+        return 2 ** (len(self.enc_blocks) + 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NetConfig":
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown NetConfig fields: {sorted(unknown)}")
+        tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
+        return cls(**{**data, **tuples})
+
+
+NET_VARIANTS: dict[str, NetConfig] = {
+    "default": NetConfig(),
+    "tiny": NetConfig(
+        width=8,
+        enc_blocks=(1, 1, 1),
+        middle_blocks=1,
+        dec_blocks=(1, 1, 1),
+        prompt_tokens=4,
+        prompt_rank=4,
+        encoder_widths=(8, 16),
+        embed_dim=16,
+    ),
+}
+
+
+class Backbone(nn.Module):
+    """Conv encoder-decoder at 1/2 resolution and below (pixel-unshuffle stem)."""
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        w = cfg.width
+        self.stem = nn.Conv2d(3, w, 2, stride=2)  # (N, w, H/2, W/2)
+        self.encoders = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        for depth in cfg.enc_blocks:
+            self.encoders.append(stage(w, depth))
+            self.downs.append(Downsample(w))
+            w *= 2
+        self.middle = stage(w, cfg.middle_blocks)
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for depth in cfg.dec_blocks:
+            self.ups.append(Upsample(w))
+            w //= 2
+            self.decoders.append(stage(w, depth))
+        self.head = nn.Sequential(nn.Conv2d(w, 12, 3, padding=1), nn.PixelShuffle(2))
+
+    def level_channels(self, cfg: NetConfig) -> list[int]:
+        """Channels at each prompted point: after the middle, then after each decoder."""
+        deepest = cfg.width * 2 ** len(cfg.enc_blocks)
+        return [deepest // 2**i for i in range(len(cfg.dec_blocks) + 1)]
+
+
+class TAPNet(nn.Module):
+    """Restores `lq` under per-image prompt vectors; classifies degradations for auto mode."""
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        if len(cfg.enc_blocks) != len(cfg.dec_blocks):
+            raise ValueError("enc_blocks and dec_blocks must have the same length")
+        self.cfg = cfg
+        self.backbone = Backbone(cfg)
+        channels = self.backbone.level_channels(cfg)
+        self.prompts = PromptBank(channels, cfg.prompt_tokens, cfg.prompt_rank, list(cfg.tasks))
+        self.encoder = DegradationEncoder(cfg.encoder_widths, cfg.embed_dim)
+        self.keys = TaskKeys(self.prompts.prompt_dim, cfg.embed_dim, cfg.temperature)
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.prompts.tasks
+
+    @property
+    def classes(self) -> list[str]:
+        return [*self.tasks, CLEAN_CLASS]
+
+    @property
+    def prompt_dim(self) -> int:
+        return self.prompts.prompt_dim
+
+    def task_vectors(self, tasks: list[str] | None = None) -> torch.Tensor:
+        return self.prompts.task_vectors(tasks)
+
+    def prompt_for(self, tasks: list[str]) -> torch.Tensor:
+        """(N, D) prompt vectors for a list of task names, one per image."""
+        unknown = sorted(set(tasks) - set(self.tasks))
+        if unknown:
+            raise KeyError(f"unknown task(s) {unknown}; known: {self.tasks}")
+        return self.prompts.task_vectors(tasks)
+
+    def forward(self, lq: torch.Tensor, prompt_vec: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in 0..1, (N, D) -> (N, 3, H, W); any H, W (padded, then cropped)."""
+        h, w = lq.shape[-2:]
+        m = self.cfg.pad_multiple
+        # Edge padding is valid for any size, down to 1x1 (reflect needs pad < side).
+        x = F.pad(lq, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="replicate")
+        bb = self.backbone
+        feat = bb.stem(x)
+        skips = []
+        for enc, down in zip(bb.encoders, bb.downs, strict=True):
+            feat = enc(feat)
+            skips.append(feat)
+            feat = down(feat)
+        feat = bb.middle(feat)
+        prompts = self.prompts.split(prompt_vec)
+        feat = self.prompts.levels[0](feat, prompts[0])
+        levels = zip(bb.ups, bb.decoders, reversed(skips), self.prompts.levels[1:], prompts[1:], strict=True)
+        for up, dec, skip, level, prompt in levels:
+            feat = level(dec(up(feat) + skip), prompt)
+        return (bb.head(feat) + x)[:, :, :h, :w]
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """Unit-norm degradation embeddings (N, E)."""
+        return self.encoder(image)
+
+    def classify(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits (N, T + 1) over tasks then `clean`."""
+        keys = self.keys(self.prompts.task_vectors())
+        return self.embed(image) @ keys.t() / self.keys.temperature
+
+    def add_task(self, task: str) -> None:
+        """A new task core, started from the mean of the existing ones (a neutral prompt)."""
+        init = self.prompts.task_vectors().detach().mean(0) if self.tasks else None
+        self.prompts.add_task(task, init)
+        self.cfg = replace(self.cfg, tasks=tuple(self.tasks))
+
+    def stage_parameters(self, stage_name: str, task: str | None = None) -> dict[str, nn.Parameter]:
+        """Named parameters that train in a stage.
+
+        pretrain: the backbone. prompt-tune: task-general prompt factors and interaction,
+        all task cores, the degradation encoder and key projection. add-task: one task core.
+        """
+        named = dict(self.named_parameters())
+        if stage_name == "pretrain":
+            return {k: p for k, p in named.items() if k.startswith("backbone.")}
+        if stage_name == "prompt-tune":
+            return {k: p for k, p in named.items() if k.startswith(("prompts.", "encoder.", "keys."))}
+        if stage_name == "add-task":
+            if task not in self.tasks:
+                raise KeyError(f"unknown task {task!r}; known: {self.tasks}")
+            return {f"prompts.cores.{task}": self.prompts.cores[task]}
+        raise ValueError(f"unknown stage {stage_name!r}; expected one of {STAGES}")
+
+    def freeze_for(self, stage_name: str, task: str | None = None) -> list[nn.Parameter]:
+        """Set requires_grad for a stage and return the trainable parameters."""
+        trainable = self.stage_parameters(stage_name, task)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for p in trainable.values():
+            p.requires_grad_(True)
+        return list(trainable.values())
+
+    def parameter_budget(self) -> dict[str, int]:
+        """Parameter counts by part, as reported by `tap-train model-info`."""
+
+        def count(prefix: str) -> int:
+            return sum(p.numel() for k, p in self.named_parameters() if k.startswith(prefix))
+
+        cores = count("prompts.cores.")
+        return {
+            "backbone": count("backbone."),
+            "task-general prompt factors": count("prompts.levels."),
+            "task cores (all tasks)": cores,
+            "task core (one task)": self.prompt_dim,
+            "degradation encoder + keys": count("encoder.") + count("keys."),
+            "total": sum(p.numel() for p in self.parameters()),
+        }
