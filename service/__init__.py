@@ -1,0 +1,1 @@
+"""tap-restore inference service: numpy + onnxruntime + FastAPI, never torch."""

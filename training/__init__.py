@@ -1,0 +1,1 @@
+"""Training side of tap-restore: synthetic data, two-stage training, evaluation, export."""

@@ -1,0 +1,197 @@
+"""Numpy helpers shared by the weather generators: blurs, resampling, noise, streak geometry.
+
+Everything is vectorized and O(pixels) whatever the blur size (running sums via cumsum),
+so a generator stays cheap enough for a data loader on a couple of CPU cores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+F32 = np.float32
+
+
+def lerp(a: float, b: float, t: float) -> float:
+    return a + (b - a) * t
+
+
+def _along(axis: int, ndim: int, start: int | None, stop: int | None) -> tuple[slice, ...]:
+    index = [slice(None)] * ndim
+    index[axis] = slice(start, stop)
+    return tuple(index)
+
+
+def box_blur(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Mean over a centered window of 2*radius+1 samples along `axis`, edges replicated."""
+    if radius < 1:
+        return a
+    width, n = 2 * radius + 1, a.shape[axis]
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (radius + 1, radius)
+    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=F32)
+    hi = c[_along(axis, a.ndim, width, width + n)]
+    lo = c[_along(axis, a.ndim, 0, n)]
+    return (hi - lo) * F32(1.0 / width)
+
+
+def trailing_sum(a: np.ndarray, length: int, axis: int = 0) -> np.ndarray:
+    """Sum of the last `length` samples along `axis` (zeros before the start).
+
+    A lone spike becomes a segment of `length` samples at the spike's full value: the line
+    kernel of a motion blur that keeps streak brightness independent of streak length.
+    """
+    if length <= 1:
+        return a
+    n = a.shape[axis]
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (length, 0)
+    c = np.cumsum(np.pad(a, pad), axis=axis, dtype=F32)
+    return c[_along(axis, a.ndim, length, length + n)] - c[_along(axis, a.ndim, 0, n)]
+
+
+def _three_tap(a: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    """[w, 1-2w, w] kernel with variance sigma**2: box passes are too coarse below sigma ~1."""
+    wt = F32(sigma * sigma / 2)
+    n = a.shape[axis]
+    p = np.pad(a, [(1, 1) if i == axis else (0, 0) for i in range(a.ndim)], mode="edge")
+    left, mid, right = (p[_along(axis, a.ndim, k, k + n)] for k in range(3))
+    return (left + right) * wt + mid * (1 - 2 * wt)
+
+
+def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian over the first two axes (three box passes, or 3 taps when tiny)."""
+    if sigma < 0.25:
+        return a
+    if sigma < 0.8:
+        return _three_tap(_three_tap(a, sigma, 0), sigma, 1)
+    radius = max(1, round((math.sqrt(4 * sigma * sigma + 1) - 1) / 2))
+    for axis in (0, 1):
+        for _ in range(3):
+            a = box_blur(a, radius, axis)
+    return a
+
+
+def block_mean(a: np.ndarray, factor: int) -> np.ndarray:
+    """Downsample the first two axes by averaging factor x factor blocks (edges replicated)."""
+    if factor <= 1:
+        return a
+    h, w = a.shape[:2]
+    ph, pw = -h % factor, -w % factor
+    if ph or pw:
+        a = np.pad(a, [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2), mode="edge")
+    hb, wb = a.shape[0] // factor, a.shape[1] // factor
+    return a.reshape(hb, factor, wb, factor, *a.shape[2:]).mean(axis=(1, 3), dtype=F32)
+
+
+def _resize_axis(a: np.ndarray, size: int, axis: int) -> np.ndarray:
+    n = a.shape[axis]
+    pos = (np.arange(size, dtype=F32) + 0.5) * F32(n / size) - 0.5
+    pos = np.clip(pos, 0, n - 1)
+    i0 = np.minimum(pos.astype(np.int64), n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    frac = (pos - i0).reshape([-1 if i == axis else 1 for i in range(a.ndim)])
+    lo, hi = np.take(a, i0, axis=axis), np.take(a, i1, axis=axis)
+    return lo + (hi - lo) * frac
+
+
+def resize_bilinear(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear resize of the first two axes (pixel centers aligned, no antialiasing)."""
+    return _resize_axis(_resize_axis(a, h, 0), w, 1)
+
+
+def smooth(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Large Gaussian blur, computed at reduced resolution: cost does not grow with sigma."""
+    factor = max(1, int(sigma // 3))
+    if factor == 1:
+        return gaussian_blur(a, sigma)
+    small = gaussian_blur(block_mean(a, factor), sigma / factor)
+    return resize_bilinear(small, a.shape[0], a.shape[1])
+
+
+def sample_bilinear(img: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Sample an (H, W, C) image at float coordinates (edge clamped) -> (*ys.shape, C)."""
+    h, w = img.shape[:2]
+    ys = np.clip(ys, 0, h - 1)
+    xs = np.clip(xs, 0, w - 1)
+    y0 = np.minimum(ys.astype(np.int64), h - 2) if h > 1 else np.zeros(ys.shape, np.int64)
+    x0 = np.minimum(xs.astype(np.int64), w - 2) if w > 1 else np.zeros(xs.shape, np.int64)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy, fx = (ys - y0)[..., None], (xs - x0)[..., None]
+    top = img[y0, x0] + (img[y0, x1] - img[y0, x0]) * fx
+    bottom = img[y1, x0] + (img[y1, x1] - img[y1, x0]) * fx
+    return (top + (bottom - top) * fy).astype(F32, copy=False)
+
+
+def value_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:
+    """Smooth random field in [0, 1] with features about `cell` pixels across."""
+    gh, gw = math.ceil(h / cell) + 2, math.ceil(w / cell) + 2
+    grid = gaussian_blur(rng.random((gh, gw), dtype=F32), 0.6)
+    field = resize_bilinear(grid, h, w)
+    lo, hi = field.min(), field.max()
+    return (field - lo) / F32(max(hi - lo, 1e-6))
+
+
+def scatter(
+    rng: np.random.Generator, shape: tuple[int, int], count: int, lo: float, hi: float
+) -> np.ndarray:
+    """A zero map with `count` random pixels set to values in [lo, hi] (coincident ones add)."""
+    size = shape[0] * shape[1]
+    idx = rng.integers(0, size, count)
+    values = rng.uniform(lo, hi, count)
+    return np.bincount(idx, weights=values, minlength=size).astype(F32).reshape(shape)
+
+
+def screen(base: np.ndarray, layer: np.ndarray) -> np.ndarray:
+    """Screen blend: light adds like a second exposure and never overshoots 1."""
+    return 1 - (1 - base) * (1 - layer)
+
+
+def veil(img: np.ndarray, transmission: np.ndarray, airlight: np.ndarray) -> np.ndarray:
+    """Atmospheric scattering I = J*t + A*(1-t); `transmission` is (H, W) or (H, W, 1)."""
+    t = transmission if transmission.ndim == 3 else transmission[..., None]
+    return img * t + airlight * (1 - t)
+
+
+def random_airlight(rng: np.random.Generator, lo: float, hi: float, tint: float) -> np.ndarray:
+    """Grey airlight of brightness in [lo, hi], tinted between bluish and yellowish grey."""
+    level = rng.uniform(lo, hi)
+    warmth = rng.uniform(-tint, tint)  # < 0 bluish, > 0 yellowish
+    rgb = level * (1 + warmth * np.array([1.0, 0.3, -1.2]))
+    return np.clip(rgb, 0, 1).astype(F32)
+
+
+@dataclass(frozen=True)
+class Shear:
+    """A canvas where lines at `tan` from vertical are columns: directional blur = column sums.
+
+    Output pixel (y, x) reads canvas row y + top at column x + y*tan + offset, with linear
+    interpolation across columns, so streaks are antialiased for free.
+    """
+
+    h: int
+    w: int
+    tan: float
+    top: int
+
+    @classmethod
+    def make(cls, h: int, w: int, angle_deg: float, top: int) -> Shear:
+        return cls(h, w, math.tan(math.radians(angle_deg)), top)
+
+    @property
+    def canvas_shape(self) -> tuple[int, int]:
+        return self.h + self.top, self.w + math.ceil((self.h - 1) * abs(self.tan)) + 2
+
+    def to_image(self, canvas: np.ndarray) -> np.ndarray:
+        """Read an (H + top, Wc) canvas back into (H, W) image coordinates."""
+        offset = (self.h - 1) * abs(self.tan) if self.tan < 0 else 0.0
+        ys = np.arange(self.h)
+        xs = np.arange(self.w, dtype=F32)[None, :] + F32(offset) + (ys * self.tan)[:, None]
+        x0 = xs.astype(np.int64)
+        frac = (xs - x0).astype(F32)
+        rows = canvas[self.top :]
+        left = np.take_along_axis(rows, x0, axis=1)
+        right = np.take_along_axis(rows, x0 + 1, axis=1)
+        return left + (right - left) * frac
