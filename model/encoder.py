@@ -4,6 +4,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+ENCODER_INPUT_SIZE = 128  # whole photos are resized to this square before the encoder
+
+
+def encoder_view(image: torch.Tensor) -> torch.Tensor:
+    """Resize a batch to the encoder's input square, as the service does with whole photos."""
+    size = (ENCODER_INPUT_SIZE, ENCODER_INPUT_SIZE)
+    if tuple(image.shape[-2:]) == size:
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+
 
 class DegradationEncoder(nn.Module):
     """Small strided CNN -> (mean, std) global pooling -> unit-norm embedding.

@@ -24,7 +24,8 @@ class NetConfig:
     middle_blocks: int = 3
     dec_blocks: tuple[int, ...] = (1, 1, 1)
     prompt_tokens: int = 16
-    prompt_rank: int = 16
+    prompt_rank: int = 8
+    prompt_mode: str = "lowrank"  # "full": dense per-task prompts (ablation)
     encoder_widths: tuple[int, ...] = (16, 32, 64, 128)
     embed_dim: int = 64
     temperature: float = 0.07
@@ -100,7 +101,7 @@ class TAPNet(nn.Module):
         self.cfg = cfg
         self.backbone = Backbone(cfg)
         channels = self.backbone.level_channels(cfg)
-        self.prompts = PromptBank(channels, cfg.prompt_tokens, cfg.prompt_rank, list(cfg.tasks))
+        self.prompts = PromptBank(channels, cfg.prompt_tokens, cfg.prompt_rank, list(cfg.tasks), cfg.prompt_mode)
         self.encoder = DegradationEncoder(cfg.encoder_widths, cfg.embed_dim)
         self.keys = TaskKeys(self.prompts.prompt_dim, cfg.embed_dim, cfg.temperature)
 
@@ -129,6 +130,18 @@ class TAPNet(nn.Module):
     def forward(self, lq: torch.Tensor, prompt_vec: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in 0..1, (N, D) -> (N, 3, H, W); any H, W (padded, then cropped)."""
         h, w = lq.shape[-2:]
+        x, feat, skips = self._encode(lq)
+        bb = self.backbone
+        prompts = self.prompts.split(prompt_vec)
+        feat = self.prompts.levels[0](feat, prompts[0])
+        levels = zip(bb.ups, bb.decoders, reversed(skips), self.prompts.levels[1:], prompts[1:], strict=True)
+        for up, dec, skip, level, prompt in levels:
+            feat = level(dec(up(feat) + skip), prompt)
+        return (bb.head(feat) + x)[:, :, :h, :w]
+
+    def _encode(self, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Padded input, bottleneck features and skips (the prompt-free half of the backbone)."""
+        h, w = lq.shape[-2:]
         m = self.cfg.pad_multiple
         # Edge padding is valid for any size, down to 1x1 (reflect needs pad < side).
         x = F.pad(lq, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="replicate")
@@ -139,13 +152,11 @@ class TAPNet(nn.Module):
             feat = enc(feat)
             skips.append(feat)
             feat = down(feat)
-        feat = bb.middle(feat)
-        prompts = self.prompts.split(prompt_vec)
-        feat = self.prompts.levels[0](feat, prompts[0])
-        levels = zip(bb.ups, bb.decoders, reversed(skips), self.prompts.levels[1:], prompts[1:], strict=True)
-        for up, dec, skip, level, prompt in levels:
-            feat = level(dec(up(feat) + skip), prompt)
-        return (bb.head(feat) + x)[:, :, :h, :w]
+        return x, bb.middle(feat), skips
+
+    def bottleneck_features(self, lq: torch.Tensor) -> torch.Tensor:
+        """Globally pooled bottleneck features (N, C): used to measure task relatedness."""
+        return self._encode(lq)[1].mean((2, 3))
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         """Unit-norm degradation embeddings (N, E)."""

@@ -4,6 +4,9 @@ For task t at prompted level l:  P[t,l] = G[l] + U[l] @ S[t,l] @ V[l]
   G (L x C) task-general prompt, U (L x r) and V (r x C) task-general bases,
   S (r x r) task-specific core. All cores of a task, flattened, are its prompt vector.
 Because P is affine in S, a convex mixture of prompt vectors is a valid prompt.
+
+The "full" mode (an ablation) drops the shared bases: P[t,l] = G[l] + D[t,l] with a free
+dense (L x C) task part, so its prompt vector is L*C numbers per level.
 """
 
 import math
@@ -13,6 +16,8 @@ from torch import nn
 
 from model.blocks import LayerNorm2d
 
+PROMPT_MODES = ("lowrank", "full")
+
 
 class PromptLevel(nn.Module):
     """Task-general factors of one level plus the prompt-to-feature cross-attention.
@@ -21,12 +26,15 @@ class PromptLevel(nn.Module):
     the features with a zero-initialized scale, so an untrained level is the identity.
     """
 
-    def __init__(self, channels: int, tokens: int, rank: int) -> None:
+    def __init__(self, channels: int, tokens: int, rank: int, mode: str = "lowrank") -> None:
         super().__init__()
-        self.rank = rank
+        if mode not in PROMPT_MODES:
+            raise ValueError(f"prompt mode must be one of {PROMPT_MODES}, got {mode!r}")
+        self.rank, self.tokens, self.channels, self.mode = rank, tokens, channels, mode
         self.general = nn.Parameter(torch.randn(tokens, channels) * 0.02)  # G: (L, C)
-        self.basis_u = nn.Parameter(torch.randn(tokens, rank) / math.sqrt(rank))  # U: (L, r)
-        self.basis_v = nn.Parameter(torch.randn(rank, channels) / math.sqrt(rank))  # V: (r, C)
+        if mode == "lowrank":
+            self.basis_u = nn.Parameter(torch.randn(tokens, rank) / math.sqrt(rank))  # U: (L, r)
+            self.basis_v = nn.Parameter(torch.randn(rank, channels) / math.sqrt(rank))  # V: (r, C)
         self.norm = LayerNorm2d(channels)
         self.query = nn.Conv2d(channels, channels, 1)
         self.value = nn.Linear(channels, channels)
@@ -35,10 +43,12 @@ class PromptLevel(nn.Module):
 
     @property
     def core_size(self) -> int:
-        return self.rank * self.rank
+        return self.rank * self.rank if self.mode == "lowrank" else self.tokens * self.channels
 
     def build(self, cores: torch.Tensor) -> torch.Tensor:
-        """Prompt tokens from task cores: (N, r*r) -> (N, L, C)."""
+        """Prompt tokens from task cores: (N, core_size) -> (N, L, C)."""
+        if self.mode == "full":
+            return self.general + cores.reshape(-1, self.tokens, self.channels)
         s = cores.reshape(-1, self.rank, self.rank)  # (N, r, r)
         return self.general + self.basis_u @ s @ self.basis_v
 
@@ -53,9 +63,9 @@ class PromptLevel(nn.Module):
 class PromptBank(nn.Module):
     """All prompted levels and the per-task cores (one parameter per task, so tasks can be added)."""
 
-    def __init__(self, channels: list[int], tokens: int, rank: int, tasks: list[str]) -> None:
+    def __init__(self, channels: list[int], tokens: int, rank: int, tasks: list[str], mode: str = "lowrank") -> None:
         super().__init__()
-        self.levels = nn.ModuleList(PromptLevel(c, tokens, rank) for c in channels)
+        self.levels = nn.ModuleList(PromptLevel(c, tokens, rank, mode) for c in channels)
         self.cores = nn.ParameterDict()
         for task in tasks:
             self.add_task(task)

@@ -16,13 +16,13 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from model.encoder import ENCODER_INPUT_SIZE as CLASSIFIER_INPUT_SIZE
 from model.net import TAPNet
 from service.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file, write_json_atomic, write_prompt
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
-CLASSIFIER_INPUT_SIZE = 128  # the service resizes whole photos to this square for auto mode
 PARITY_SIZES = ((1, 64, 96), (3, 123, 77))  # deliberately unlike the export example
 
 

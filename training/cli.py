@@ -1,0 +1,201 @@
+"""`tap-train`: a thin command-line layer over training, evaluation and export."""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from training.config import load_config
+
+
+def _config(args: argparse.Namespace):
+    cfg = load_config(args.config, args.overrides)
+    if getattr(args, "init", None):
+        cfg.init = str(args.init)
+    return cfg
+
+
+def cmd_model_info(args: argparse.Namespace) -> None:
+    from model.net import NET_VARIANTS, TAPNet
+
+    model = TAPNet(NET_VARIANTS[args.variant])
+    budget = model.parameter_budget()
+    total = budget["total"]
+    print(f"TAPNet variant '{args.variant}' (tasks: {', '.join(model.tasks)}; prompt vector D={model.prompt_dim})")
+    print(f"{'part':<32}{'parameters':>12}{'share':>9}")
+    for part, count in budget.items():
+        print(f"{part:<32}{count:>12,}{count / total:>9.2%}")
+    limit = 2_750_000
+    print(f"budget: {total:,} of {limit:,} ({'within' if total <= limit else 'OVER'}); "
+          f"one task's prompt vector = {model.prompt_dim / total:.3%} of total (limit 0.5%)")
+
+
+def cmd_preview_synth(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from training.datasets import list_images, split_clean
+    from training.synth import preview_sheet
+
+    files = split_clean(list_images(Path(args.clean_dir)), 11, "train")[:: max(1, 160 // args.n)][: args.n]
+    crops = []
+    for path in files:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            side = min(img.size)
+            img = img.crop((0, 0, side, side)).resize((args.size, args.size), Image.Resampling.BICUBIC)
+            crops.append(np.asarray(img, dtype=np.float32) / 255.0)
+    preview_sheet(crops, Path(args.out), seed=args.seed)
+    print(f"wrote {args.out}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from training.loops import pretrain
+
+    pretrain(_config(args), Path(args.out), resume=args.resume)
+
+
+def cmd_prompt_tune(args: argparse.Namespace) -> None:
+    from training.loops import prompt_tune
+
+    prompt_tune(_config(args), Path(args.out), resume=args.resume)
+
+
+def cmd_add_task(args: argparse.Namespace) -> None:
+    from training.loops import add_task
+
+    add_task(_config(args), Path(args.out), args.name, [Path(p) for p in args.data], args.generator)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from model.checkpoint import load_model
+    from training.datasets import parse_sources
+    from training.evaluate import run_evaluation
+
+    model, _ = load_model(Path(args.checkpoint))
+    paired = parse_sources(args.paired, model.tasks)
+    results = run_evaluation(
+        model, clean_dir=Path(args.clean_dir), synthetic_per_task=args.synthetic, paired=paired,
+        out_dir=Path(args.out), seed=args.seed, size=args.size,
+    )
+    print((Path(args.out) / "report.md").read_text())
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def cmd_tsne(args: argparse.Namespace) -> None:
+    from model.checkpoint import load_model
+    from training.tsne import plot_tsne
+
+    models = {args.label: load_model(Path(args.checkpoint))[0]}
+    if args.compare:
+        models[args.compare_label] = load_model(Path(args.compare))[0]
+    plot_tsne(models, clean_dir=Path(args.clean_dir), out_path=Path(args.out), per_task=args.per_task, seed=args.seed)
+    print(f"wrote {args.out}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from model.checkpoint import load_model
+    from training.export import export_bundle
+
+    ckpt_dir = Path(args.checkpoint_dir)
+    model, extra = load_model(ckpt_dir / "model.safetensors")
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    recipe = {"checkpoint": extra}
+    if args.recipe:
+        recipe["description"] = Path(args.recipe).read_text()
+    version = args.model_version or Path(args.out).name
+    out = export_bundle(model, Path(args.out), model_version=version, recipe=recipe, metrics=metrics,
+                        fp16=args.fp16, triton_dir=Path(args.triton) if args.triton else None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"exported {out}: parity max |diff| {manifest['parity_max_abs_diff']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tap-train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("model-info", help="print the parameter budget table")
+    p.add_argument("--variant", default="default")
+    p.set_defaults(func=cmd_model_info)
+
+    p = sub.add_parser("preview-synth", help="contact sheet of the synthetic weathers")
+    p.add_argument("--out", default="docs/synth_sheet.png")
+    p.add_argument("--clean-dir", default="../shared/data/clean")
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--size", type=int, default=192)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_preview_synth)
+
+    def training_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", required=True, help="run folder (checkpoint, config.yaml, metrics.csv)")
+        p.add_argument("--config", type=Path, help="YAML file of config overrides")
+        p.add_argument("--resume", action="store_true", help="continue from the run folder's train state")
+        p.add_argument("overrides", nargs="*", help="config overrides: key=value (e.g. steps=100 data.crop=64)")
+
+    p = sub.add_parser("pretrain", help="stage 1: backbone on all weathers mixed")
+    training_args(p)
+    p.add_argument("--init", help="start from these weights instead of random")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("prompt-tune", help="stage 2: prompts + encoder, backbone frozen")
+    training_args(p)
+    p.add_argument("--init", required=True, help="stage-1 model.safetensors")
+    p.set_defaults(func=cmd_prompt_tune)
+
+    p = sub.add_parser("add-task", help="teach a new weather: only its task core trains")
+    p.add_argument("name")
+    training_args(p)
+    p.add_argument("--init", required=True, help="prompt-tuned model.safetensors")
+    p.add_argument("--data", action="append", default=[], help="paired folder with input/ and target/")
+    p.add_argument("--generator", help="synthetic generator as package.module:function")
+    p.set_defaults(func=cmd_add_task)
+
+    p = sub.add_parser("evaluate", help="PSNR/SSIM per task, auto-mode confusion, report + grid")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True)
+    p.add_argument("--clean-dir", default="../shared/data/clean")
+    p.add_argument("--synthetic", type=int, default=8, help="synthetic validation images per task (0: none)")
+    p.add_argument("--paired", action="append", default=[], help="task=DIR with input/ and target/")
+    p.add_argument("--size", type=int, default=0, help="resize longer side to this for speed (0: full size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write the results here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tsne", help="t-SNE of encoder embeddings and prompted features per task")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default="docs/tsne.png")
+    p.add_argument("--label", default="contrastive on")
+    p.add_argument("--compare", help="second checkpoint, e.g. trained without the contrastive terms")
+    p.add_argument("--compare-label", default="contrastive off")
+    p.add_argument("--clean-dir", default="../shared/data/clean")
+    p.add_argument("--per-task", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tsne)
+
+    p = sub.add_parser("export", help="ONNX artifact bundle from a run folder")
+    p.add_argument("checkpoint_dir")
+    p.add_argument("--out", required=True, help="artifacts/<version>")
+    p.add_argument("--model-version")
+    p.add_argument("--fp16", action="store_true", help="also write an fp16 backbone for GPUs")
+    p.add_argument("--triton", help="also write a Triton model repository here")
+    p.add_argument("--metrics", help="JSON file of validation metrics to record in the manifest")
+    p.add_argument("--recipe", help="text file describing how the model was trained")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
+        print(f"tap-train {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

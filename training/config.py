@@ -1,0 +1,152 @@
+"""Training configuration: dataclasses, overridable from a YAML file and `--key=value` flags.
+
+Unknown keys are errors, so a typo never silently trains the wrong thing. The resolved
+config is saved beside every checkpoint.
+"""
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    clean_dir: str = "../shared/data/clean"
+    crop: int = 128
+    batch_size: int = 8
+    workers: int = 1
+    samples_per_epoch: int = 4096
+    severity_min: float = 0.1
+    severity_max: float = 1.0
+    clean_prob: float = 0.1  # share of untouched crops: teaches identity and the `clean` class
+    mixed_prob: float = 0.0  # share of crops with two weathers stacked (labelled by the first)
+    holdout_every: int = 11  # every Nth clean photo (sorted) is synthetic validation, never trained on
+    paired: list[str] = field(default_factory=list)  # "task=DIR" with DIR/input and DIR/target
+    lists: list[str] = field(default_factory=list)  # "task=FILE" AllWeather-style list files
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.9)
+
+
+@dataclass
+class LossConfig:
+    contrastive: bool = True  # InfoNCE (image embedding <-> task key) + prompt relatedness
+    nce_weight: float = 0.05
+    relatedness_weight: float = 0.05
+    relatedness_batches: int = 8  # batches per task used to measure R
+
+
+@dataclass
+class PromptConfig:
+    """Prompt architecture: a stage-2 choice, applied on top of the pretrained backbone."""
+
+    mode: str = "lowrank"  # lowrank: G + U S[t] V;  full: G + dense per-task tokens
+    tokens: int = 16
+    rank: int = 8
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "default"
+    steps: int = 2000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16/fp16 autocast on CUDA only
+    channels_last: bool = True  # CUDA only
+    threads: int = 0  # torch intra-op threads on CPU; 0 = torch default
+    log_every: int = 20
+    save_every: int = 500
+    init: str = ""  # weights to start from (a model.safetensors); stage-specific meaning
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+
+def _coerce(value: typing.Any, kind: typing.Any, key: str) -> typing.Any:
+    """Convert a YAML/CLI value to the field's declared type."""
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        if isinstance(value, str):
+            if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(f"{key}: expected a boolean, got {value!r}")
+            return value.lower() in {"true", "1", "yes"}
+        return bool(value)
+    if kind in (int, float, str):
+        return kind(value)
+    if origin in (list, tuple):
+        items = value.split(",") if isinstance(value, str) else list(value)
+        items = [i for i in items if i != ""]
+        inner = typing.get_args(kind)[0]
+        converted = [_coerce(i, inner, key) for i in items]
+        return tuple(converted) if origin is tuple else converted
+    raise TypeError(f"{key}: unsupported config type {kind}")
+
+
+def _apply(obj: typing.Any, updates: dict, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    for key, value in updates.items():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            known = ", ".join(f"{prefix}{k}" for k in hints)
+            raise KeyError(f"unknown config key {name!r}; known: {known}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{name}: expected a mapping")
+            _apply(current, value, prefix=f"{name}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], name))
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """['data.crop=64', 'steps=10'] -> nested dict."""
+    nested: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.removeprefix("--").partition("=")
+        if not sep:
+            raise ValueError(f"override {pair!r} must look like key=value")
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def load_config(
+    yaml_path: Path | None = None, overrides: list[str] | None = None, base: TrainConfig | None = None
+) -> TrainConfig:
+    """Defaults <- YAML file <- command-line overrides."""
+    cfg = base or TrainConfig()
+    if yaml_path is not None:
+        data = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        _apply(cfg, data)
+    _apply(cfg, parse_overrides(overrides or []))
+    return cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    data = dataclasses.asdict(cfg)
+
+    def listify(node: typing.Any) -> typing.Any:
+        if isinstance(node, dict):
+            return {k: listify(v) for k, v in node.items()}
+        return list(node) if isinstance(node, tuple) else node
+
+    return listify(data)
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,207 @@
+"""Training and evaluation data: every dataset yields {"lq", "gt", "task"}.
+
+- SyntheticWeather: on-the-fly pairs from a folder of clean photos (random crops,
+  scale jitter, flips, task sampling, optional stacked weathers).
+- PairedFolder: DIR/input and DIR/target with the same file names, one task per folder.
+- ListFile: AllWeather-style lists (one input path a line; target path derived).
+`task` indexes the class list: the tasks, then `clean` last.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from training import synth
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class DataError(ValueError):
+    """A dataset problem; the message names the path."""
+
+
+def list_images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no images in {folder}")
+    return files
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """uint8 (H, W, 3); unreadable files raise DataError naming the path."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+def split_clean(files: Sequence[Path], holdout_every: int, split: str) -> list[Path]:
+    """Deterministic train/val split of clean photos: every Nth (sorted) is validation."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    held = {i for i in range(len(files)) if holdout_every and i % holdout_every == holdout_every // 2}
+    return [f for i, f in enumerate(files) if (i in held) == (split == "val")]
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 or float -> (3, H, W) float32 in 0..1."""
+    arr = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator, scale: float = 1.0) -> list[np.ndarray]:
+    """Same crop from each image: a (size/scale)-square region resized to size, random flip."""
+    h, w = images[0].shape[:2]
+    region = min(int(round(size / scale)), h, w)
+    top = int(rng.integers(0, h - region + 1))
+    left = int(rng.integers(0, w - region + 1))
+    flip = rng.random() < 0.5
+    out = []
+    for img in images:
+        patch = img[top : top + region, left : left + region]
+        if region != size:
+            patch = np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.BICUBIC))
+        out.append(patch[:, ::-1] if flip else patch)
+    return out
+
+
+class SyntheticWeather(Dataset):
+    """Clean crops degraded on the fly; deterministic for (seed, epoch, index)."""
+
+    def __init__(
+        self,
+        clean_dir: Path,
+        tasks: Sequence[str],
+        crop: int,
+        length: int,
+        split: str = "train",
+        holdout_every: int = 11,
+        severity: tuple[float, float] = (0.1, 1.0),
+        clean_prob: float = 0.1,
+        mixed_prob: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        unknown = sorted(set(tasks) - set(synth.GENERATORS))
+        if unknown:
+            raise DataError(f"no synthetic generator for task(s) {unknown}; known: {list(synth.GENERATORS)}")
+        files = split_clean(list_images(Path(clean_dir)), holdout_every, split)
+        if not files:
+            raise DataError(f"no {split} images in {clean_dir}")
+        self.images = [read_rgb(f) for f in files]
+        self.files = files
+        self.tasks = list(tasks)
+        self.crop, self.length, self.severity = crop, length, severity
+        self.clean_prob, self.mixed_prob, self.seed = clean_prob, mixed_prob, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        img = self.images[int(rng.integers(len(self.images)))]
+        scale = float(rng.uniform(0.5, 1.0)) if min(img.shape[:2]) >= 2 * self.crop else 1.0
+        (gt_u8,) = random_crop([img], self.crop, rng, scale)
+        gt = gt_u8.astype(np.float32) / 255.0
+        if rng.random() < self.clean_prob:
+            return {"lq": to_tensor(gt), "gt": to_tensor(gt), "task": len(self.tasks)}
+        task = int(rng.integers(len(self.tasks)))
+        lq = synth.apply(self.tasks[task], gt, rng, float(rng.uniform(*self.severity)))
+        if rng.random() < self.mixed_prob:
+            other = self.tasks[int(rng.integers(len(self.tasks)))]
+            lq = synth.apply(other, lq, rng, float(rng.uniform(*self.severity)) * 0.5)
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": task}
+
+
+class PairedFolder(Dataset):
+    """DIR/input/NAME and DIR/target/NAME pairs for one task; crop=None yields whole images."""
+
+    def __init__(self, root: Path, task_index: int, crop: int | None = None, seed: int = 0) -> None:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"paired data folder not found: {root}")
+        inputs = list_images(root / "input")
+        target_dir = root / "target"
+        if not target_dir.is_dir():
+            raise DataError(f"paired data folder has no target/: {target_dir}")
+        self.pairs = []
+        for path in inputs:
+            target = target_dir / path.name
+            if not target.is_file():
+                raise DataError(f"missing target for {path}: expected {target}")
+            self.pairs.append((path, target))
+        self.task_index, self.crop, self.seed = task_index, crop, seed
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        lq_path, gt_path = self.pairs[index]
+        lq, gt = read_rgb(lq_path), read_rgb(gt_path)
+        if lq.shape != gt.shape:
+            raise DataError(f"size mismatch: {lq_path} {lq.shape} vs {gt_path} {gt.shape}")
+        if self.crop is not None:
+            rng = np.random.default_rng([self.seed, index, torch.randint(1 << 30, ()).item()])
+            lq, gt = random_crop([lq, gt], self.crop, rng)
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index, "name": lq_path.name}
+
+
+class ListFile(PairedFolder):
+    """AllWeather-style list: one input path a line (relative to the list's folder).
+
+    The target path replaces the `input_dir` path component with `target_dir` (AllWeather
+    keeps inputs in input/ and ground truths in gt/).
+    """
+
+    def __init__(
+        self,
+        list_path: Path,
+        task_index: int,
+        crop: int | None = None,
+        input_dir: str = "input",
+        target_dir: str = "gt",
+        seed: int = 0,
+    ) -> None:
+        list_path = Path(list_path)
+        if not list_path.is_file():
+            raise DataError(f"list file not found: {list_path}")
+        lines = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
+        if not lines:
+            raise DataError(f"list file is empty: {list_path}")
+        self.pairs = []
+        for line in lines:
+            lq = (list_path.parent / line).resolve()
+            parts = list(lq.parts)
+            if input_dir not in parts:
+                raise DataError(f"{list_path}: {line!r} has no '{input_dir}' folder to derive the target from")
+            parts[len(parts) - 1 - parts[::-1].index(input_dir)] = target_dir
+            gt = Path(*parts)
+            for path in (lq, gt):
+                if not path.is_file():
+                    raise DataError(f"{list_path}: file not found: {path}")
+            self.pairs.append((lq, gt))
+        self.task_index, self.crop, self.seed = task_index, crop, seed
+
+
+def parse_sources(entries: Sequence[str], tasks: Sequence[str]) -> list[tuple[int, Path]]:
+    """['rain=/data/rain100h', ...] -> [(task index, path)]; unknown tasks are errors."""
+    sources = []
+    for entry in entries:
+        task, sep, path = entry.partition("=")
+        if not sep:
+            raise DataError(f"data source {entry!r} must look like task=PATH")
+        if task not in tasks:
+            raise DataError(f"unknown task {task!r} in {entry!r}; known: {list(tasks)}")
+        sources.append((list(tasks).index(task), Path(path)))
+    return sources

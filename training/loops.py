@@ -1,0 +1,362 @@
+"""The three training stages. Each stage is a small step module (what one batch costs) and
+which parameters train; `fit` is the one loop they share.
+
+Stage 1 pretrain:    backbone on all weathers mixed, no task information (zero prompt).
+Stage 2 prompt-tune: backbone frozen; prompt factors, task cores and encoder train with
+                     restoration + InfoNCE + prompt-relatedness losses.
+add-task:            only one new task core trains; every other output stays bit-identical.
+"""
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from model.checkpoint import load_model, save_weights
+from model.encoder import encoder_view
+from model.net import NET_VARIANTS, TAPNet
+from training.config import TrainConfig, save_config, to_dict
+from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources
+from training.distributed import World, init_distributed, shutdown_distributed
+from training.losses import batch_psnr, charbonnier, info_nce, prompt_similarity, relatedness_loss
+from training.train_state import load_train_state, save_train_state
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.safetensors"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def masked_charbonnier(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Restoration loss over the rows where mask is set (all parameters stay in the graph for DDP)."""
+    per_image = torch.sqrt((pred - gt).pow(2) + 1e-6).flatten(1).mean(1)
+    return (per_image * mask).sum() / mask.sum().clamp_min(1)
+
+
+class PretrainStep(nn.Module):
+    """Stage 1: restore every weather with no prompt (the prompt levels are still identity)."""
+
+    def __init__(self, model: TAPNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
+        pred = self.model(lq, lq.new_zeros(len(lq), self.model.prompt_dim))
+        return charbonnier(pred, gt), pred, {}
+
+
+class PromptTuneStep(nn.Module):
+    """Stage 2: task prompts + contrastive alignment; `clean` rows train only the encoder.
+
+    With contrastive=False the encoder still learns to classify (auto mode needs it), but
+    against detached keys, so the contrastive terms do not shape the prompts.
+    """
+
+    def __init__(self, model: TAPNet, relatedness: torch.Tensor, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("relatedness", relatedness)
+        self.loss_cfg = cfg.loss
+
+    def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
+        vectors = self.model.task_vectors()  # (T, D)
+        degraded = task < len(vectors)
+        pred = self.model(lq, vectors[task.clamp(max=len(vectors) - 1)])
+        restoration = masked_charbonnier(pred, gt, degraded.float())
+        keys = self.model.keys(vectors if self.loss_cfg.contrastive else vectors.detach())
+        logits = self.model.embed(encoder_view(lq)) @ keys.t() / self.model.keys.temperature
+        nce = info_nce(logits, task)
+        loss = restoration + self.loss_cfg.nce_weight * nce
+        stats = {"nce": nce.detach(), "acc": (logits.argmax(1) == task).float().mean()}
+        if self.loss_cfg.contrastive:
+            rel = relatedness_loss(vectors, self.relatedness)
+            loss = loss + self.loss_cfg.relatedness_weight * rel
+            stats["rel"] = rel.detach()
+        return loss, pred, stats
+
+
+class AddTaskStep(nn.Module):
+    """add-task: restoration and InfoNCE for the new task, through its core only."""
+
+    def __init__(self, model: TAPNet, task: str, nce_weight: float) -> None:
+        super().__init__()
+        self.model = model
+        self.task_index = model.tasks.index(task)
+        self.nce_weight = nce_weight
+
+    def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
+        vectors = self.model.task_vectors()
+        pred = self.model(lq, vectors[self.task_index].expand(len(lq), -1))
+        logits = self.model.embed(encoder_view(lq)) @ self.model.keys(vectors).t() / self.model.keys.temperature
+        nce = info_nce(logits, torch.full_like(task, self.task_index))
+        return charbonnier(pred, gt) + self.nce_weight * nce, pred, {"nce": nce.detach()}
+
+
+def build_training_set(cfg: TrainConfig, tasks: list[str], synthetic: bool = True) -> Dataset:
+    """Synthetic pairs from clean photos, plus any paired folders and list files."""
+    d = cfg.data
+    parts: list[Dataset] = []
+    if synthetic:
+        parts.append(
+            SyntheticWeather(
+                Path(d.clean_dir), tasks, d.crop, d.samples_per_epoch, "train", d.holdout_every,
+                (d.severity_min, d.severity_max), d.clean_prob, d.mixed_prob, cfg.seed,
+            )
+        )
+    parts += [PairedFolder(path, idx, d.crop, cfg.seed) for idx, path in parse_sources(d.paired, tasks)]
+    parts += [ListFile(path, idx, d.crop, seed=cfg.seed) for idx, path in parse_sources(d.lists, tasks)]
+    if not parts:
+        raise ValueError("no training data: give data.clean_dir, data.paired or data.lists")
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def make_loader(dataset: Dataset, cfg: TrainConfig, world: World) -> DataLoader:
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if world.size > 1:
+        sampler = DistributedSampler(dataset, world.size, world.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    else:
+        sampler = RandomSampler(dataset, generator=gen)
+    return DataLoader(
+        dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.workers,
+        drop_last=True, generator=gen, persistent_workers=False,
+    )
+
+
+def batches(loader: DataLoader, first_epoch: int = 0):
+    """Endless iteration; each pass is a new epoch for samplers and synthetic datasets.
+
+    A resumed run starts at epoch `first_epoch` (its step count), so it does not replay the
+    crops it already trained on.
+    """
+    epoch = first_epoch
+    while True:
+        for holder in (loader.sampler, loader.dataset, *getattr(loader.dataset, "datasets", [])):
+            if hasattr(holder, "set_epoch"):
+                holder.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warm-up, then cosine decay to min_lr (as a factor of lr)."""
+    o = cfg.optim
+
+    def factor(step: int) -> float:
+        if step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps))
+        return (o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * progress))) / o.lr
+
+    return factor
+
+
+def fit(
+    step_module: nn.Module,
+    params: list[nn.Parameter],
+    dataset: Dataset,
+    cfg: TrainConfig,
+    out_dir: Path,
+    stage: str,
+    resume: bool = False,
+    extra_meta: dict | None = None,
+) -> TAPNet:
+    """The shared training loop: AdamW + warm-up/cosine, AMP on CUDA, DDP under torchrun,
+    tqdm progress, CSV metrics, resumable safetensors checkpoints."""
+    device = resolve_device(cfg.device)
+    world = init_distributed(device)
+    model: TAPNet = step_module.model
+    if cfg.threads and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    step_module.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        step_module.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    step = 0
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.is_file():
+        model.load_state_dict(load_model(out_dir / MODEL_FILE)[0].state_dict())
+        step = load_train_state(state_path, optimizer, scheduler)
+        log.info("resumed %s at step %d", out_dir, step)
+    runner = DistributedDataParallel(step_module) if world.size > 1 else step_module
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp else nullcontext()
+    meta = {"stage": stage, "config": to_dict(cfg), **(extra_meta or {})}
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+    csv_file = (out_dir / "metrics.csv").open("a", newline="") if world.is_main else None
+    writer = csv.writer(csv_file) if csv_file else None
+    bar = tqdm(total=cfg.steps, initial=step, desc=stage, disable=not world.is_main, dynamic_ncols=True)
+    data = batches(make_loader(dataset, cfg, world), first_epoch=step)
+    step_module.train()
+    tick, seen = time.perf_counter(), 0
+    while step < cfg.steps:
+        batch = next(data)
+        lq, gt, task = (batch[k].to(device, non_blocking=True) for k in ("lq", "gt", "task"))
+        with amp:
+            loss, pred, stats = runner(lq, gt, task)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        seen += len(lq) * world.size
+        if world.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
+            rate = seen / (time.perf_counter() - tick)
+            row = {"loss": loss.item(), "psnr": batch_psnr(pred.float(), gt).item(), "img_s": rate}
+            row |= {k: float(v) for k, v in stats.items()}
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()})
+            if csv_file.tell() == 0:
+                writer.writerow(["step", "lr", *row])
+            writer.writerow([step, f"{scheduler.get_last_lr()[0]:.3g}", *(f"{v:.5g}" for v in row.values())])
+            csv_file.flush()
+            tick, seen = time.perf_counter(), 0
+        bar.update(1)
+        if world.is_main and (step % cfg.save_every == 0 or step == cfg.steps):
+            save_weights(model, out_dir / MODEL_FILE, meta | {"step": step})
+            save_train_state(state_path, optimizer, scheduler, step)
+    bar.close()
+    if csv_file:
+        csv_file.close()
+    shutdown_distributed()
+    return model.cpu().eval()
+
+
+def pretrain(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TAPNet:
+    seed_everything(cfg.seed)
+    model = load_model(Path(cfg.init))[0] if cfg.init else TAPNet(NET_VARIANTS[cfg.variant])
+    params = model.freeze_for("pretrain")
+    dataset = build_training_set(cfg, model.tasks)
+    return fit(PretrainStep(model), params, dataset, cfg, out_dir, "pretrain", resume)
+
+
+@torch.no_grad()
+def measure_relatedness(model: TAPNet, cfg: TrainConfig) -> torch.Tensor:
+    """R[i, j]: cosine similarity of the shifts that weathers i and j cause in the pretrained
+    backbone's bottleneck features (degraded minus clean, pooled, averaged over images)."""
+    model.eval()
+    shifts = []
+    for task in model.tasks:
+        d = cfg.data
+        dataset = SyntheticWeather(
+            Path(d.clean_dir), [task], d.crop, d.batch_size * cfg.loss.relatedness_batches, "train",
+            d.holdout_every, (d.severity_min, d.severity_max), 0.0, 0.0, cfg.seed + 1,
+        )
+        loader = DataLoader(dataset, batch_size=d.batch_size)
+        total = sum((model.bottleneck_features(b["lq"]) - model.bottleneck_features(b["gt"])).sum(0) for b in loader)
+        shifts.append(total / len(dataset))
+    shifts = torch.stack(shifts)
+    # Centered, so R says how weathers differ from the average weather, not that all degrade.
+    return prompt_similarity(shifts - shifts.mean(0, keepdim=True))
+
+
+def with_prompt_architecture(pretrained: TAPNet, cfg: TrainConfig) -> TAPNet:
+    """A fresh network with cfg's prompt architecture, carrying the pretrained backbone."""
+    p = cfg.prompt
+    net_cfg = replace(pretrained.cfg, prompt_mode=p.mode, prompt_tokens=p.tokens, prompt_rank=p.rank)
+    model = TAPNet(net_cfg)
+    backbone = {k: v for k, v in pretrained.state_dict().items() if k.startswith("backbone.")}
+    model.load_state_dict(backbone, strict=False)
+    return model
+
+
+def prompt_tune(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TAPNet:
+    """Stage 2 from a stage-1 checkpoint (cfg.init). Saves R beside the checkpoint."""
+    if not cfg.init:
+        raise ValueError("prompt-tune needs the pretrained checkpoint: --init PATH/model.safetensors")
+    seed_everything(cfg.seed)
+    model = with_prompt_architecture(load_model(Path(cfg.init))[0], cfg)
+    relatedness = measure_relatedness(model, cfg)
+    table = {"tasks": model.tasks, "R": [[round(v, 4) for v in row] for row in relatedness.tolist()]}
+    log.info("measured task relatedness R:\n%s", format_matrix(model.tasks, relatedness))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "relatedness.json").write_text(json.dumps(table, indent=2))
+    params = model.freeze_for("prompt-tune")
+    dataset = build_training_set(cfg, model.tasks)
+    step = PromptTuneStep(model, relatedness, cfg)
+    return fit(step, params, dataset, cfg, out_dir, "prompt-tune", resume, {"relatedness": table})
+
+
+def load_generator(spec: str):
+    """'package.module:function' -> a weather generator `(image, rng, severity) -> image`."""
+    import importlib
+
+    module, sep, name = spec.partition(":")
+    if not sep:
+        raise ValueError(f"generator {spec!r} must look like package.module:function")
+    return getattr(importlib.import_module(module), name)
+
+
+def add_task(
+    cfg: TrainConfig, out_dir: Path, task: str, paired: list[Path], generator: str | None = None
+) -> TAPNet:
+    """Teach a trained model a new weather from paired folders and/or a synthetic generator."""
+    if not cfg.init:
+        raise ValueError("add-task needs a prompt-tuned checkpoint: --init PATH/model.safetensors")
+    if not paired and not generator:
+        raise ValueError("add-task needs --data DIR (paired input/target folders) or --generator MODULE:FUNC")
+    seed_everything(cfg.seed)
+    model = load_model(Path(cfg.init))[0]
+    model.add_task(task)
+    params = model.freeze_for("add-task", task)
+    index = model.tasks.index(task)
+    d = cfg.data
+    parts: list[Dataset] = [PairedFolder(path, index, d.crop, cfg.seed) for path in paired]
+    if generator:
+        from training import synth
+
+        synth.GENERATORS[task] = load_generator(generator)
+        parts.append(
+            SyntheticWeather(
+                Path(d.clean_dir), [task], d.crop, d.samples_per_epoch, "train", d.holdout_every,
+                (d.severity_min, d.severity_max), 0.0, 0.0, cfg.seed,
+            )
+        )
+    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    step = AddTaskStep(model, task, cfg.loss.nce_weight)
+    model = fit(step, params, dataset, cfg, out_dir, "add-task", extra_meta={"added_task": task})
+    save_prompt_core(model, task, out_dir)
+    return model
+
+
+def save_prompt_core(model: TAPNet, task: str, out_dir: Path) -> Path:
+    """The new task's core alone (kilobytes): what a weather costs to ship."""
+    from safetensors.torch import save_file
+
+    path = out_dir / "prompts" / f"{task}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"core": model.prompts.cores[task].detach().clone()}, str(path))
+    return path
+
+
+def format_matrix(names: list[str], matrix: torch.Tensor) -> str:
+    head = " " * 10 + "".join(f"{n:>10}" for n in names)
+    rows = [f"{n:>10}" + "".join(f"{v:10.3f}" for v in row) for n, row in zip(names, matrix.tolist(), strict=True)]
+    return "\n".join([head, *rows])
