@@ -245,13 +245,34 @@ def fit(
     bar.close()
     if csv_file:
         csv_file.close()
+    if world.size > 1:
+        check_replicas(model, out_dir, world)
     shutdown_distributed()
-    return model.cpu().eval()
+    return model.cpu().eval().requires_grad_(False)
+
+
+def check_replicas(model: TAPNet, out_dir: Path, world: World) -> None:
+    """After DDP training every rank must hold the same weights; record and enforce it."""
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().float().flatten().cpu() for p in model.parameters()])
+    checksum = torch.tensor([flat.sum().item(), flat.abs().sum().item(), flat.pow(2).sum().item()], dtype=torch.float64)
+    gathered = [torch.zeros_like(checksum) for _ in range(world.size)]
+    dist.all_gather(gathered, checksum)
+    if world.is_main:
+        (out_dir / "replica_checksums.json").write_text(json.dumps([g.tolist() for g in gathered]))
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"DDP replicas diverged: {[g.tolist() for g in gathered]}")
 
 
 def pretrain(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TAPNet:
     seed_everything(cfg.seed)
-    model = load_model(Path(cfg.init))[0] if cfg.init else TAPNet(NET_VARIANTS[cfg.variant])
+    if resume and (out_dir / MODEL_FILE).is_file():
+        model = load_model(out_dir / MODEL_FILE)[0]  # the run's own architecture, whatever today's defaults
+    elif cfg.init:
+        model = load_model(Path(cfg.init))[0]
+    else:
+        model = TAPNet(NET_VARIANTS[cfg.variant])
     params = model.freeze_for("pretrain")
     dataset = build_training_set(cfg, model.tasks)
     return fit(PretrainStep(model), params, dataset, cfg, out_dir, "pretrain", resume)

@@ -52,21 +52,27 @@ def trailing_sum(a: np.ndarray, length: int, axis: int = 0) -> np.ndarray:
     return c[_along(axis, a.ndim, length, length + n)] - c[_along(axis, a.ndim, 0, n)]
 
 
-def _three_tap(a: np.ndarray, sigma: float, axis: int) -> np.ndarray:
-    """[w, 1-2w, w] kernel with variance sigma**2: box passes are too coarse below sigma ~1."""
-    wt = F32(sigma * sigma / 2)
+def _three_tap(a: np.ndarray, variance: float, axis: int) -> np.ndarray:
+    """[w, 1-2w, w] kernel along `axis`; exact for variance <= 2/3 and cheaper than box passes."""
+    wt = F32(variance / 2)
     n = a.shape[axis]
     p = np.pad(a, [(1, 1) if i == axis else (0, 0) for i in range(a.ndim)], mode="edge")
-    left, mid, right = (p[_along(axis, a.ndim, k, k + n)] for k in range(3))
-    return (left + right) * wt + mid * (1 - 2 * wt)
+    out = p[_along(axis, a.ndim, 0, n)] + p[_along(axis, a.ndim, 2, n + 2)]
+    out *= wt
+    out += p[_along(axis, a.ndim, 1, n + 1)] * (1 - 2 * wt)
+    return out
 
 
 def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian over the first two axes (three box passes, or 3 taps when tiny)."""
+    """Separable Gaussian over the first two axes: 3-tap passes when small, else 3 box passes."""
     if sigma < 0.25:
         return a
-    if sigma < 0.8:
-        return _three_tap(_three_tap(a, sigma, 0), sigma, 1)
+    if sigma < 1.5:
+        passes = math.ceil(sigma * sigma / 0.6)  # variances of passes add up
+        for axis in (0, 1):
+            for _ in range(passes):
+                a = _three_tap(a, sigma * sigma / passes, axis)
+        return a
     radius = max(1, round((math.sqrt(4 * sigma * sigma + 1) - 1) / 2))
     for axis in (0, 1):
         for _ in range(3):
@@ -75,15 +81,16 @@ def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def block_mean(a: np.ndarray, factor: int) -> np.ndarray:
-    """Downsample the first two axes by averaging factor x factor blocks (edges replicated)."""
+    """Downsample the first two axes by averaging factor x factor blocks (edges replicated).
+
+    Sums strided slices: numpy's reductions over small inner axes are far slower.
+    """
     if factor <= 1:
         return a
     h, w = a.shape[:2]
-    ph, pw = -h % factor, -w % factor
-    if ph or pw:
-        a = np.pad(a, [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2), mode="edge")
-    hb, wb = a.shape[0] // factor, a.shape[1] // factor
-    return a.reshape(hb, factor, wb, factor, *a.shape[2:]).mean(axis=(1, 3), dtype=F32)
+    a = np.pad(a, [(0, -h % factor), (0, -w % factor)] + [(0, 0)] * (a.ndim - 2), mode="edge")
+    rows = sum(a[i::factor] for i in range(factor))
+    return sum(rows[:, j::factor] for j in range(factor)) * F32(1 / factor**2)
 
 
 def _resize_axis(a: np.ndarray, size: int, axis: int) -> np.ndarray:
@@ -113,16 +120,18 @@ def smooth(a: np.ndarray, sigma: float) -> np.ndarray:
 
 def sample_bilinear(img: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Sample an (H, W, C) image at float coordinates (edge clamped) -> (*ys.shape, C)."""
-    h, w = img.shape[:2]
+    h, w, c = img.shape
     ys = np.clip(ys, 0, h - 1)
     xs = np.clip(xs, 0, w - 1)
-    y0 = np.minimum(ys.astype(np.int64), h - 2) if h > 1 else np.zeros(ys.shape, np.int64)
-    x0 = np.minimum(xs.astype(np.int64), w - 2) if w > 1 else np.zeros(xs.shape, np.int64)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    fy, fx = (ys - y0)[..., None], (xs - x0)[..., None]
-    top = img[y0, x0] + (img[y0, x1] - img[y0, x0]) * fx
-    bottom = img[y1, x0] + (img[y1, x1] - img[y1, x0]) * fx
-    return (top + (bottom - top) * fy).astype(F32, copy=False)
+    y0 = np.minimum(ys.astype(np.int64), max(h - 2, 0))
+    x0 = np.minimum(xs.astype(np.int64), max(w - 2, 0))
+    dy, dx = min(1, h - 1) * w, min(1, w - 1)  # flat offsets to the next row / column
+    flat = img.reshape(-1, c)
+    i00 = y0 * w + x0
+    fy, fx = (ys - y0)[..., None].astype(F32), (xs - x0)[..., None].astype(F32)
+    top = flat[i00] + (flat[i00 + dx] - flat[i00]) * fx
+    bottom = flat[i00 + dy] + (flat[i00 + dy + dx] - flat[i00 + dy]) * fx
+    return top + (bottom - top) * fy
 
 
 def value_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:
@@ -134,14 +143,29 @@ def value_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.nda
     return (field - lo) / F32(max(hi - lo, 1e-6))
 
 
-def scatter(
-    rng: np.random.Generator, shape: tuple[int, int], count: int, lo: float, hi: float
+def splat_gaussians(
+    shape: tuple[int, int],
+    ys: np.ndarray,
+    xs: np.ndarray,
+    peaks: np.ndarray,
+    sigma_y: float,
+    sigma_x: float,
 ) -> np.ndarray:
-    """A zero map with `count` random pixels set to values in [lo, hi] (coincident ones add)."""
-    size = shape[0] * shape[1]
-    idx = rng.integers(0, size, count)
-    values = rng.uniform(lo, hi, count)
-    return np.bincount(idx, weights=values, minlength=size).astype(F32).reshape(shape)
+    """Sum of Gaussian blobs centred at sub-pixel (ys, xs): cost grows with blobs, not pixels."""
+    h, w = shape
+
+    def profile(centres: np.ndarray, sigma: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+        reach = math.ceil(2.5 * sigma)
+        idx = np.floor(centres).astype(np.int64)[:, None] + np.arange(-reach, reach + 1)
+        weight = np.exp(-0.5 * ((idx - centres[:, None]) / sigma) ** 2)
+        weight[(idx < 0) | (idx >= size)] = 0  # clipped to the canvas below
+        return np.clip(idx, 0, size - 1), weight
+
+    iy, gy = profile(ys, sigma_y, h)
+    ix, gx = profile(xs, sigma_x, w)
+    flat = (iy[:, :, None] * w + ix[:, None, :]).ravel()
+    weights = (peaks[:, None, None] * gy[:, :, None] * gx[:, None, :]).ravel()
+    return np.bincount(flat, weights=weights, minlength=h * w).astype(F32).reshape(shape)
 
 
 def screen(base: np.ndarray, layer: np.ndarray) -> np.ndarray:
@@ -152,7 +176,10 @@ def screen(base: np.ndarray, layer: np.ndarray) -> np.ndarray:
 def veil(img: np.ndarray, transmission: np.ndarray, airlight: np.ndarray) -> np.ndarray:
     """Atmospheric scattering I = J*t + A*(1-t); `transmission` is (H, W) or (H, W, 1)."""
     t = transmission if transmission.ndim == 3 else transmission[..., None]
-    return img * t + airlight * (1 - t)
+    out = img - airlight  # written as A + (J - A)*t: one allocation, in-place after
+    out *= t
+    out += airlight
+    return out
 
 
 def random_airlight(rng: np.random.Generator, lo: float, hi: float, tint: float) -> np.ndarray:

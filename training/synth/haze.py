@@ -8,7 +8,7 @@ observes) and smooth random noise, so transmission varies like it does in real h
 
 import numpy as np
 
-from training.synth.common import F32, lerp, random_airlight, smooth, value_noise, veil
+from training.synth.common import F32, random_airlight, smooth, value_noise, veil
 
 
 def depth_proxy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -18,7 +18,9 @@ def depth_proxy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     horizon = rng.uniform(-0.2, 0.6)  # fraction of the height where depth stops growing
     ys = np.linspace(0, 1, h, dtype=F32)[:, None]
     vertical = np.clip((1 - ys - horizon) / max(1 - horizon, 0.2), 0, 1)
-    dark_channel = smooth(image.min(axis=2), 0.06 * size)
+    dark_channel = smooth(
+        np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2]), 0.06 * size
+    )
     noise = value_noise(rng, h, w, cell=rng.uniform(0.25, 0.6) * size)
     weights = rng.dirichlet([2.0, 2.0, 1.2])
     depth = weights[0] * vertical + weights[1] * dark_channel + weights[2] * noise
@@ -31,7 +33,7 @@ def depth_proxy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def haze(image: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
     """Uniform-to-patchy haze; severity raises the scattering coefficient beta."""
     depth = depth_proxy(image, rng)
-    beta = lerp(0.35, 2.6, severity) * rng.uniform(0.8, 1.25)
+    beta = (0.15 + 2.0 * severity**1.3) * rng.uniform(0.8, 1.25)
     transmission = np.exp(-beta * depth).astype(F32)
     airlight = random_airlight(rng, 0.7, 1.0, tint=0.08)
     return np.clip(veil(image, transmission, airlight), 0, 1).astype(F32)

@@ -1,0 +1,169 @@
+"""The training stages on a tiny config: what trains, what stays frozen, resume, determinism, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import load_model
+from model.net import NET_VARIANTS, TAPNet
+from training.cli import main as tap_train
+from training.config import load_config
+from training.loops import add_task, pretrain, prompt_tune
+from training.train_state import load_train_state, save_train_state
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_overrides(clean_dir: Path, steps: int = 4) -> list[str]:
+    return [
+        "variant=tiny", f"steps={steps}", "data.crop=32", "data.batch_size=4", "data.workers=0",
+        "data.samples_per_epoch=16", f"data.clean_dir={clean_dir}", "log_every=1", "save_every=2",
+        "optim.warmup_steps=1", "loss.relatedness_batches=1", "prompt.tokens=4", "prompt.rank=4",
+    ]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny_clean_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain")
+    pretrain(load_config(None, tiny_overrides(tiny_clean_dir)), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def prompt_tuned(pretrained, tiny_clean_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prompt")
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir) + [f"init={pretrained / 'model.safetensors'}"])
+    prompt_tune(cfg, out)
+    return out
+
+
+def changed(a: TAPNet, b: TAPNet) -> set[str]:
+    sb = b.state_dict()
+    return {k for k, v in a.state_dict().items() if k in sb and not torch.equal(v, sb[k])}
+
+
+def test_pretrain_trains_the_backbone_only(pretrained):
+    torch.manual_seed(0)
+    fresh = TAPNet(NET_VARIANTS["tiny"])
+    trained, extra = load_model(pretrained / "model.safetensors")
+    diff = changed(fresh, trained)
+    assert diff and all(k.startswith("backbone.") for k in diff)
+    assert extra["stage"] == "pretrain" and extra["step"] == 4
+    assert (pretrained / "config.yaml").is_file()
+    rows = (pretrained / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",")[:5] == ["step", "lr", "loss", "psnr", "img_s"]
+    assert len(rows) == 5
+
+
+def test_prompt_tune_keeps_the_backbone_frozen(pretrained, prompt_tuned):
+    before, _ = load_model(pretrained / "model.safetensors")
+    after, extra = load_model(prompt_tuned / "model.safetensors")
+    backbone = {k for k in after.state_dict() if k.startswith("backbone.")}
+    assert not changed(before, after) & backbone
+    assert after.cfg.prompt_tokens == 4 and after.cfg.prompt_rank == 4
+    relatedness = json.loads((prompt_tuned / "relatedness.json").read_text())
+    assert relatedness["tasks"] == after.tasks
+    r = torch.tensor(relatedness["R"])
+    assert r.shape == (4, 4) and torch.allclose(r.diagonal(), torch.ones(4), atol=1e-3)
+    assert extra["relatedness"] == relatedness
+    header = (prompt_tuned / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"nce", "acc", "rel"} <= set(header)
+
+
+def test_add_task_changes_no_other_output_by_a_single_bit(prompt_tuned, tiny_paired_dir, tiny_clean_dir, tmp_path):
+    base, _ = load_model(prompt_tuned / "model.safetensors")
+    # Same inference regime for both: CPU conv kernels differ in the last bit with requires_grad.
+    base.eval().requires_grad_(False)
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir, steps=3) + [f"init={prompt_tuned / 'model.safetensors'}"])
+    grown = add_task(cfg, tmp_path, "dust", [tiny_paired_dir])
+    assert grown.tasks == [*base.tasks, "dust"]
+    lq = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        for task in base.tasks:
+            assert torch.equal(base(lq, base.prompt_for([task] * 2)), grown(lq, grown.prompt_for([task] * 2)))
+        assert torch.equal(base.embed(lq), grown.embed(lq))
+    assert not torch.equal(grown.prompts.cores["dust"], base.task_vectors().mean(0))
+    assert (tmp_path / "prompts" / "dust.safetensors").is_file()
+    reloaded, _ = load_model(tmp_path / "model.safetensors")
+    assert reloaded.classes[-2:] == ["dust", "clean"]
+
+
+def test_add_task_from_a_generator(prompt_tuned, tiny_clean_dir, tmp_path):
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir, steps=2) + [f"init={prompt_tuned / 'model.safetensors'}"])
+    grown = add_task(cfg, tmp_path, "fog", [], generator="training.synth.haze:haze")
+    assert grown.tasks[-1] == "fog"
+
+
+def test_training_is_deterministic_on_cpu(tiny_clean_dir, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        pretrain(load_config(None, tiny_overrides(tiny_clean_dir, steps=3)), tmp_path / name)
+        runs.append(load_model(tmp_path / name / "model.safetensors")[0])
+    assert not changed(*runs)
+
+
+def test_resume_continues_from_the_saved_step(tiny_clean_dir, tmp_path):
+    pretrain(load_config(None, tiny_overrides(tiny_clean_dir, steps=2)), tmp_path)
+    pretrain(load_config(None, tiny_overrides(tiny_clean_dir, steps=4)), tmp_path, resume=True)
+    _, extra = load_model(tmp_path / "model.safetensors")
+    assert extra["step"] == 4
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_train_state_round_trip(tmp_path):
+    param = torch.nn.Parameter(torch.randn(5))
+    opt = torch.optim.AdamW([param], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (s + 1))
+    for _ in range(3):
+        param.grad = torch.randn(5)
+        opt.step()
+        sched.step()
+    save_train_state(tmp_path / "s.safetensors", opt, sched, step=3)
+    expected = torch.rand(3)
+    opt2 = torch.optim.AdamW([torch.nn.Parameter(param.detach().clone())], lr=0.1)
+    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1 / (s + 1))
+    assert load_train_state(tmp_path / "s.safetensors", opt2, sched2) == 3
+    assert torch.equal(torch.rand(3), expected)  # torch RNG restored to its saved state
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert sched2.last_epoch == sched.last_epoch
+
+
+def test_cli_errors_are_clear(tmp_path, capsys, pretrained):
+    assert tap_train(["pretrain", "--out", str(tmp_path / "x"), "data.clean_dir=/nonexistent", "variant=tiny"]) == 2
+    assert "data folder not found: /nonexistent" in capsys.readouterr().err
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(1)}, str(foreign))
+    assert tap_train(["prompt-tune", "--init", str(foreign), "--out", str(tmp_path / "y")]) == 2
+    assert "not a tap-restore checkpoint" in capsys.readouterr().err
+    ckpt = str(pretrained / "model.safetensors")
+    assert tap_train(["evaluate", ckpt, "--out", str(tmp_path / "e"), "--paired", "fog=/d"]) == 2
+    assert "unknown task 'fog'" in capsys.readouterr().err
+
+
+def test_model_info_prints_the_budget(capsys):
+    assert tap_train(["model-info"]) == 0
+    out = capsys.readouterr().out
+    assert "backbone" in out and "within" in out and "degradation encoder" in out
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_end_with_identical_weights(tiny_clean_dir, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "training.cli", "pretrain", "--out", str(tmp_path), *tiny_overrides(tiny_clean_dir, steps=3),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checksums = json.loads((tmp_path / "replica_checksums.json").read_text())
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    _, extra = load_model(tmp_path / "model.safetensors")
+    assert extra["step"] == 3

@@ -1,0 +1,104 @@
+"""PSNR/SSIM as the field reports them: known values, the BT.601 luma, a reference SSIM."""
+
+import math
+
+import numpy as np
+import pytest
+
+from training.metrics import (
+    SSIM_C1,
+    SSIM_C2,
+    gaussian_window,
+    image_metrics,
+    psnr,
+    quantize,
+    rgb_to_y,
+    ssim,
+)
+
+
+def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """uint8 RGB with smooth structure and fine detail, so SSIM has something to measure."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(xs / 3.0)[..., None] * np.cos(ys / 5.0)[..., None] * np.array([1.0, 0.6, -0.8])
+    return np.clip(base + rng.normal(0, 10, (h, w, 3)), 0, 255).round().astype(np.uint8)
+
+
+def reference_ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """Wang et al. 2004 written out window by window (11x11 Gaussian, valid positions)."""
+    g = gaussian_window()
+    win = np.outer(g, g)
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    values = []
+    for i in range(x.shape[0] - 10):
+        for j in range(x.shape[1] - 10):
+            a, b = x[i : i + 11, j : j + 11], y[i : i + 11, j : j + 11]
+            mu_a, mu_b = (win * a).sum(), (win * b).sum()
+            var_a, var_b = (win * (a - mu_a) ** 2).sum(), (win * (b - mu_b) ** 2).sum()
+            cov = (win * (a - mu_a) * (b - mu_b)).sum()
+            values.append(
+                (2 * mu_a * mu_b + SSIM_C1)
+                * (2 * cov + SSIM_C2)
+                / ((mu_a**2 + mu_b**2 + SSIM_C1) * (var_a + var_b + SSIM_C2))
+            )
+    return float(np.mean(values))
+
+
+def test_identical_images_are_perfect() -> None:
+    img = texture(32, 40)
+    m = image_metrics(img, img.copy())
+    assert m == {"psnr_y": math.inf, "ssim_y": pytest.approx(1.0, abs=1e-12), "psnr_rgb": math.inf}
+
+
+def test_constant_offset_gives_exact_psnr() -> None:
+    gt = np.full((16, 16, 3), 100, np.uint8)
+    m = image_metrics(gt + np.uint8(5), gt)
+    assert m["psnr_rgb"] == pytest.approx(20 * math.log10(255 / 5))
+    y_step = 5 * (65.481 + 128.553 + 24.966) / 255  # a grey step of 5 moves Y by 5 * 219/255
+    assert m["psnr_y"] == pytest.approx(20 * math.log10(255 / y_step))
+
+
+def test_gaussian_noise_gives_expected_psnr() -> None:
+    rng = np.random.default_rng(0)
+    gt = np.full((256, 256, 3), 128.0)
+    assert psnr(gt + rng.normal(0, 10, gt.shape), gt) == pytest.approx(20 * math.log10(255 / 10), abs=0.05)
+
+
+def test_luma_matches_bt601_reference_points() -> None:
+    rgb = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
+    np.testing.assert_allclose(rgb_to_y(rgb)[0], [16.0, 235.0, 16 + 65.481, 16 + 128.553, 16 + 24.966])
+
+
+def test_ssim_matches_windowed_reference() -> None:
+    a, b = texture(14, 19, seed=1)[..., 0], texture(14, 19, seed=2)[..., 0]
+    assert ssim(a, b) == pytest.approx(reference_ssim(a, b), abs=1e-10)
+
+
+def test_ssim_of_shifted_copy_is_below_one_and_symmetric() -> None:
+    img = rgb_to_y(texture(48, 64))
+    shifted = np.roll(img, 1, axis=1)
+    value = ssim(img, shifted)
+    assert 0.0 < value < 0.99
+    assert ssim(shifted, img) == pytest.approx(value)
+    assert ssim(img, np.roll(img, 3, axis=1)) < value  # a larger shift is worse
+
+
+def test_ssim_of_colour_image_is_mean_over_channels() -> None:
+    a, b = texture(20, 24, seed=3), texture(20, 24, seed=4)
+    assert ssim(a, b) == pytest.approx(np.mean([ssim(a[..., c], b[..., c]) for c in range(3)]))
+
+
+def test_quantize_rounds_and_clips() -> None:
+    out = quantize(np.array([[[-0.1, 0.5, 1.2]], [[0.2 / 255, 0.6 / 255, 1.0]]]))
+    np.testing.assert_array_equal(out, [[[0, 128, 255]], [[0, 1, 255]]])
+
+
+def test_errors_name_the_problem() -> None:
+    img = texture(16, 16)
+    with pytest.raises(TypeError, match="8-bit"):
+        image_metrics(img / 255.0, img)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        psnr(img, img[:8])
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(img[:10], img[:10])

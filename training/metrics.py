@@ -1,0 +1,77 @@
+"""Full-reference image metrics as the restoration literature reports them.
+
+PSNR and SSIM on the Y channel of 8-bit images (BasicSR's `rgb2ycbcr(y_only=True)`, ITU-R
+BT.601, Y in 16..235 unrounded) and PSNR on RGB. SSIM is Wang et al. 2004 with an 11x11
+Gaussian window (sigma 1.5) over valid positions only, as BasicSR computes it, so numbers are
+comparable with published tables.
+"""
+
+import math
+
+import numpy as np
+
+Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0  # BT.601 on a 0..255 scale, offset 16
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = (0.01 * 255) ** 2
+SSIM_C2 = (0.03 * 255) ** 2
+
+
+def quantize(image: np.ndarray) -> np.ndarray:
+    """Float image in 0..1 -> uint8, rounded: what saving to PNG does to a model's output."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def rgb_to_y(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float64 luma in 16..235."""
+    return image.astype(np.float64) @ Y_WEIGHTS + 16.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
+    """PSNR in dB over all elements; inf for identical inputs."""
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """Normalized 1-D Gaussian taps (cv2.getGaussianKernel's values)."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    taps = np.exp(-(x**2) / (2 * sigma**2))
+    return taps / taps.sum()
+
+
+def _filter_valid(a: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Separable 2-D filter over valid positions: (H, W) -> (H - k + 1, W - k + 1)."""
+    k = len(taps)
+    h, w = a.shape
+    rows = sum(t * a[i : h - k + 1 + i] for i, t in enumerate(taps))
+    return sum(t * rows[:, j : w - k + 1 + j] for j, t in enumerate(taps))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two (H, W) or (H, W, C) images on a 0..255 scale; channels are averaged."""
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+    if min(a.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {a.shape[:2]}")
+    if a.ndim == 3:
+        return float(np.mean([ssim(a[..., c], b[..., c]) for c in range(a.shape[2])]))
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    taps = gaussian_window()
+    mu_x, mu_y = _filter_valid(x, taps), _filter_valid(y, taps)
+    var_x = _filter_valid(x * x, taps) - mu_x**2
+    var_y = _filter_valid(y * y, taps) - mu_y**2
+    cov = _filter_valid(x * y, taps) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)
+    den = (mu_x**2 + mu_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
+    return float(np.mean(num / den))
+
+
+def image_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """PSNR-Y, SSIM-Y and PSNR-RGB of two (H, W, 3) uint8 images (quantize float outputs first)."""
+    if pred.dtype != np.uint8 or gt.dtype != np.uint8:
+        raise TypeError(f"metrics are defined on 8-bit images, got {pred.dtype} and {gt.dtype}")
+    y_pred, y_gt = rgb_to_y(pred), rgb_to_y(gt)
+    return {"psnr_y": psnr(y_pred, y_gt), "ssim_y": ssim(y_pred, y_gt), "psnr_rgb": psnr(pred, gt)}
