@@ -38,6 +38,13 @@ def cmd_preview_synth(args: argparse.Namespace) -> None:
     from training.datasets import list_images, split_clean
     from training.synth import preview_sheet
 
+    if args.procedural:
+        from training.scenes import draw_city_scene
+
+        crops = [draw_city_scene(args.size, args.size, seed=i) for i in range(args.n)]
+        preview_sheet(crops, Path(args.out), seed=args.seed)
+        print(f"wrote {args.out}")
+        return
     files = split_clean(list_images(Path(args.clean_dir)), 11, "train")[:: max(1, 160 // args.n)][: args.n]
     crops = []
     for path in files:
@@ -123,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preview-synth", help="contact sheet of the synthetic weathers")
     p.add_argument("--out", default="docs/synth_sheet.png")
     p.add_argument("--clean-dir", default="../shared/data/clean")
+    p.add_argument("--procedural", action="store_true", help="drawn scenes instead of photos (publishable)")
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--size", type=int, default=192)
     p.add_argument("--seed", type=int, default=0)

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from model.checkpoint import save_weights
@@ -15,15 +14,6 @@ from training.metrics import quantize
 from training.tsne import plot_tsne, sample_features, separation, tsne_samples
 
 CLEAN_PHOTOS = 17  # photos 5 and 16 are held out (holdout_every=11)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors: more intra-op threads only contend with other jobs on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
