@@ -114,7 +114,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         recipe["description"] = Path(args.recipe).read_text()
     version = args.model_version or Path(args.out).name
     out = export_bundle(model, Path(args.out), model_version=version, recipe=recipe, metrics=metrics,
-                        fp16=args.fp16, triton_dir=Path(args.triton) if args.triton else None)
+                        fp16=args.fp16, triton_dir=Path(args.triton) if args.triton else None,
+                        weights=ckpt_dir / "model.safetensors")
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"exported {out}: parity max |diff| {manifest['parity_max_abs_diff']}")
 

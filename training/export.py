@@ -146,8 +146,12 @@ def export_bundle(
     metrics: dict | None = None,
     fp16: bool = False,
     triton_dir: Path | None = None,
+    weights: Path | None = None,
 ) -> Path:
-    """Write a complete, verified bundle to `out_dir` (replaced atomically if it exists)."""
+    """Write a complete, verified bundle to `out_dir` (replaced atomically if it exists).
+
+    `weights`: a model.safetensors to keep beside the graphs, so a longer run can start from it.
+    """
     model = model.eval().cpu()
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +189,10 @@ def export_bundle(
     if fp16:
         export_backbone(model, staging / "backbone_fp16.onnx", half=True)
         manifest["backbone_fp16"] = {**manifest["backbone"], "file": "backbone_fp16.onnx", "precision": "fp16"}
-    for rel in ("backbone.onnx", "classifier.onnx", "backbone_fp16.onnx"):
+    if weights is not None:
+        shutil.copy2(weights, staging / "weights.safetensors")
+        manifest["weights"] = "weights.safetensors"
+    for rel in ("backbone.onnx", "classifier.onnx", "backbone_fp16.onnx", "weights.safetensors"):
         if (staging / rel).exists():
             manifest["files"][rel] = sha256_file(staging / rel)
     write_json_atomic(staging / MANIFEST, manifest)
