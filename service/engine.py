@@ -1,0 +1,243 @@
+"""onnxruntime sessions, execution providers, prompt vectors and the auto-mode decision.
+
+One backbone session serves every task: the prompt vector is an input, so a batch may mix
+tasks and a mixture of prompts is a valid prompt. Prompts are re-read when the bundle's
+manifest changes, so a new weather type needs no restart (but only the classes the
+classifier was exported with take part in auto mode).
+"""
+
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from service import metrics
+from service.bundle import MANIFEST, TASK_NAME, Bundle, BundleError, load_bundle, load_prompts
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CLEAN = "clean"
+AUTO = "auto"
+CUDA_OPTIONS = {
+    "cudnn_conv_algo_search": "HEURISTIC",  # EXHAUSTIVE re-benchmarks every new shape
+    "arena_extend_strategy": "kSameAsRequested",  # shapes vary: don't grow the arena by powers of 2
+}
+
+
+class UnknownDegradation(LookupError):
+    """A degradation name that is malformed or has no prompt in the bundle."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to run: prompt weights per task (empty = return the photo untouched)."""
+
+    label: str  # "rain", "clean", "rain+haze"
+    weights: dict[str, float] = field(default_factory=dict)
+    confidence: float | None = None  # auto mode only
+    probabilities: dict[str, float] | None = None  # auto mode only
+
+    @property
+    def clean(self) -> bool:
+        return not self.weights
+
+    @property
+    def mixture(self) -> dict[str, float] | None:
+        return dict(self.weights) if len(self.weights) > 1 else None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max())
+    return z / z.sum()
+
+
+def decide(probabilities: dict[str, float], tasks: list[str], settings: Settings) -> Decision:
+    """The auto-mode rule, over the classifier's classes that have a prompt (`tasks`).
+
+    1. p(clean) >= clean_threshold -> clean (photo returned untouched).
+    2. Rank the weathers; if the runner-up has p >= mixture_min_prob and trails the top one
+       by <= mixture_margin -> mixture of both, weights renormalized to sum to 1.
+    3. Otherwise the top weather.
+    """
+    p_clean = probabilities.get(CLEAN, 0.0)
+    if p_clean >= settings.clean_threshold or not tasks:
+        return Decision(CLEAN, {}, p_clean, probabilities)
+    ranked = sorted(tasks, key=lambda t: probabilities[t], reverse=True)
+    top = ranked[0]
+    p_top = probabilities[top]
+    if len(ranked) > 1:
+        second = ranked[1]
+        p_second = probabilities[second]
+        if p_second >= settings.mixture_min_prob and p_top - p_second <= settings.mixture_margin:
+            total = p_top + p_second
+            weights = {top: p_top / total, second: p_second / total}
+            return Decision(f"{top}+{second}", weights, total, probabilities)
+    return Decision(top, {top: 1.0}, p_top, probabilities)
+
+
+def _cuda_possible() -> bool:
+    """onnxruntime-gpu lists CUDA even on machines without a GPU; also look for a driver."""
+    if CUDA not in ort.get_available_providers():
+        return False
+    return sys.platform != "linux" or Path("/dev/nvidiactl").exists()
+
+
+def providers_for(settings: Settings) -> list:
+    wants_cuda = settings.device == "cuda" or (settings.device == "auto" and _cuda_possible())
+    if not wants_cuda:
+        return [CPU]
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, when installed
+        except Exception as exc:
+            log.warning("onnxruntime.preload_dlls failed: %s", exc)
+    return [(CUDA, CUDA_OPTIONS), CPU]
+
+
+class Engine:
+    """Sessions created once; thread-safe to run (onnxruntime sessions are)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bundle: Bundle = load_bundle(Path(settings.bundle_path))
+        manifest = self.bundle.manifest
+        self.model_version = self.bundle.model_version
+        self.classes = self.bundle.classes
+        self.pad_multiple = int(manifest.get("pad_multiple", 1))
+        self.classifier_size = int(manifest.get("classifier_input_size", 128))
+        if settings.tile_size - settings.tile_overlap < self.pad_multiple:
+            raise ValueError(f"tile_size - tile_overlap must be >= the bundle's pad_multiple {self.pad_multiple}")
+        if settings.precision == "fp16":
+            backbone_key = "backbone_fp16"
+            if backbone_key not in manifest:
+                raise BundleError(f"{self.bundle.root / MANIFEST}: precision=fp16 but the bundle has no backbone_fp16")
+        else:
+            backbone_key = "backbone"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings.intra_op_threads
+        options.inter_op_num_threads = settings.inter_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = providers_for(settings)
+        self.backbone = ort.InferenceSession(str(self.bundle.path(backbone_key)), options, providers=providers)
+        self.classifier = ort.InferenceSession(str(self.bundle.path("classifier")), options, providers=providers)
+        self.providers = self.backbone.get_providers()  # what actually runs (fallback is silent)
+        self.execution_provider = self.providers[0]
+        if settings.device == "cuda" and self.execution_provider != CUDA:
+            log.error("device=cuda was requested but onnxruntime runs %s", self.providers)
+        if settings.precision == "fp16" and self.execution_provider == CPU:
+            log.warning("fp16 backbone on CPU is slower than fp32")
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self.prompts: dict[str, np.ndarray] = {}
+        self.prompt_errors: dict[str, str] = {}
+        self.refresh_prompts()
+        self.warmed = False
+        metrics.init_labels(self.tasks, self.classes)
+        metrics.set_model_info(self.model_version, self.execution_provider, settings.precision)
+        if self.execution_provider == CUDA:
+            metrics.enable_gpu_metrics()
+
+    # ---- prompts -------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted(self.prompts)
+
+    @property
+    def auto_tasks(self) -> list[str]:
+        """Weathers the classifier knows and that have a prompt."""
+        return [c for c in self.classes if c != CLEAN and c in self.prompts]
+
+    def _manifest_stamp(self) -> tuple[int, int]:
+        stat = os.stat(self.bundle.root / MANIFEST)
+        return stat.st_mtime_ns, stat.st_ino
+
+    def refresh_prompts(self) -> bool:
+        """Reload prompts when the manifest changed (write_prompt rewrites it). True if reloaded."""
+        with self._lock:
+            try:
+                stamp = self._manifest_stamp()
+            except OSError as exc:
+                log.error("cannot stat the bundle manifest: %s", exc)
+                return False
+            if stamp == self._stamp:
+                return False
+            try:
+                prompts, errors = load_prompts(self.bundle)
+            except BundleError as exc:  # manifest unreadable now: keep serving the old prompts
+                log.error("prompt reload failed, keeping %d prompts: %s", len(self.prompts), exc)
+                return False
+            added = sorted(set(prompts) - set(self.prompts))
+            self.prompts, self.prompt_errors, self._stamp = prompts, errors, stamp
+        if added:
+            log.info("prompts loaded: %s", ", ".join(added))
+            metrics.init_labels(self.tasks, self.classes)
+        return True
+
+    def resolve(self, name: str) -> Decision:
+        """An explicit degradation name -> a one-task Decision; re-scans the bundle on a miss."""
+        if not TASK_NAME.fullmatch(name):
+            raise UnknownDegradation(f"invalid degradation name {name!r}; valid: {', '.join([AUTO, *self.tasks])}")
+        if name not in self.prompts:
+            self.refresh_prompts()
+        if name not in self.prompts:
+            raise UnknownDegradation(f"unknown degradation {name!r}; valid: {', '.join([AUTO, *self.tasks])}")
+        return Decision(name, {name: 1.0})
+
+    def prompt_vector(self, weights: dict[str, float]) -> np.ndarray:
+        """(D,) float32: sum_t w_t c[t] (a single task is weight 1)."""
+        prompts = self.prompts
+        vec = sum(np.float32(w) * prompts[t] for t, w in weights.items())
+        return np.asarray(vec, dtype=np.float32)
+
+    # ---- inference -----------------------------------------------------------------------
+
+    def run_backbone(self, images: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 0..1, (N, D) float32 -> (N, 3, H, W) float32 0..1."""
+        return self.backbone.run(None, {"image": images, "prompt": prompts})[0]
+
+    def classify(self, rgb: np.ndarray) -> dict[str, float]:
+        """Class probabilities of a (H, W, 3) float image, resized whole to the classifier's square."""
+        size = self.classifier_size
+        small = Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+        small = small.resize((size, size), Image.Resampling.BILINEAR)
+        x = (np.asarray(small, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None]  # (1, 3, S, S)
+        logits = self.classifier.run(None, {"image": np.ascontiguousarray(x)})[0][0]
+        probs = softmax(logits.astype(np.float64))
+        return {c: float(p) for c, p in zip(self.classes, probs, strict=True)}
+
+    def decide(self, probabilities: dict[str, float]) -> Decision:
+        return decide(probabilities, self.auto_tasks, self.settings)
+
+    def warmup(self) -> None:
+        """Run the shapes production sees once, so the first request doesn't pay for it."""
+        tile = self.settings.tile_size
+        vec = next(iter(self.prompts.values()), np.zeros(self.bundle.prompt_dim, np.float32))
+        for n in sorted({1, self.settings.max_batch}):
+            self.run_backbone(np.full((n, 3, tile, tile), 0.5, np.float32), np.tile(vec, (n, 1)))
+        self.classify(np.full((self.classifier_size, self.classifier_size, 3), 0.5, np.float32))
+        self.warmed = True
+        log.info("warmed up on %s (tile %d, batch <= %d)", self.execution_provider, tile, self.settings.max_batch)
+
+    def readiness(self) -> list[str]:
+        """Reasons the engine should not take traffic; empty when ready."""
+        reasons = []
+        if self.settings.device == "cuda" and self.execution_provider != CUDA:
+            reasons.append(
+                f"configured for device=cuda but onnxruntime runs {self.execution_provider} "
+                f"(the CUDA provider failed to load: check CUDA/cuDNN libraries and the GPU driver)"
+            )
+        if not self.warmed:
+            reasons.append("not warmed up yet")
+        if not self.prompts:
+            reasons.append("no prompt vectors loaded")
+        return reasons

@@ -1,0 +1,108 @@
+"""ASGI guard for POST /restore: cheap refusals before the body is read, and request metrics.
+
+Order: API key (401) -> content type (415, or 422 with no body) -> Content-Length (413)
+-> the body is counted while it streams in (413 as soon as it passes the limit), so an
+oversized upload is never buffered whole.
+"""
+
+import time
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import metrics
+from service.deps import API_KEY_HEADER, check_api_key
+from service.errors import ApiError, error_response
+from service.settings import Settings
+
+RESTORE_PATH = "/restore"
+
+
+class RestoreGuard:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != RESTORE_PATH:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            error = self._precheck(Headers(scope=scope))
+            if error is not None:
+                if error.reason:
+                    metrics.REJECTIONS.labels(reason=error.reason).inc()
+                response = error_response(error.status_code, error.code, str(error.detail), error.headers)
+                await response(scope, receive, send_status)
+            else:
+                await self.app(scope, self._limited(receive), send_status)
+        finally:
+            label = scope.get("state", {}).get("degradation_label", "invalid")
+            metrics.REQUESTS.labels(degradation=label, status_class=metrics.status_class(status)).inc()
+            if status < 300:
+                metrics.REQUEST_DURATION.observe(time.perf_counter() - started)
+
+    def _precheck(self, headers: Headers) -> ApiError | None:
+        error = check_api_key(self.settings, headers.get(API_KEY_HEADER))
+        if error is not None:
+            return error
+        content_type = headers.get("content-type")
+        length = headers.get("content-length")
+        if not content_type:
+            if length in (None, "0"):
+                return ApiError(
+                    422,
+                    "bad_request",
+                    "empty request: send multipart/form-data with an 'image' file field",
+                    reason="bad_request",
+                )
+            return ApiError(
+                415, "unsupported_media_type", "missing Content-Type: send multipart/form-data", reason="bad_request"
+            )
+        if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+            return ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {content_type.split(';')[0]!r} is not supported: send multipart/form-data "
+                "with an 'image' file field",
+                reason="bad_request",
+            )
+        limit = self.settings.max_upload_bytes
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                return ApiError(400, "bad_request", "invalid Content-Length header", reason="bad_request")
+            if size > limit:
+                return too_large(size, limit)
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        limit = self.settings.max_upload_bytes
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise too_large(received, limit)
+            return message
+
+        return counted
+
+
+def too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413, "too_large", f"upload is larger than the limit of {limit} bytes (got {size}+)", reason="too_large"
+    )

@@ -1,0 +1,129 @@
+"""One restore, start to finish: pre-process -> decide -> process (whole or tiled) -> post-process.
+
+Shared by the HTTP route and the in-process CLI. CPU-heavy steps (decode, tiling, blending,
+encode) run in worker threads; backbone work goes through the batcher.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from service import imaging, metrics, tiling
+from service.batcher import Batcher, DeadlineExceeded
+from service.engine import AUTO, Decision, Engine
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class Restored:
+    data: bytes
+    fmt: str
+    decision: Decision
+    width: int
+    height: int
+    tiles: int
+    timings_ms: dict[str, float]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 2)
+
+
+class Pipeline:
+    def __init__(self, engine: Engine, batcher: Batcher, settings: Settings) -> None:
+        self.engine = engine
+        self.batcher = batcher
+        self.settings = settings
+
+    def resolve(self, degradation: str) -> Decision | None:
+        """Validate the requested degradation before any decoding; None means auto."""
+        return None if degradation == AUTO else self.engine.resolve(degradation)
+
+    async def restore(
+        self,
+        data: bytes,
+        degradation: str = AUTO,
+        fmt: str = "png",
+        quality: int | None = None,
+        started: float | None = None,
+    ) -> Restored:
+        """Raises UnknownDegradation, imaging.ImageError, QueueFull, DeadlineExceeded, InferenceError."""
+        s = self.settings
+        started = time.perf_counter() if started is None else started
+        deadline = started + s.request_timeout_s
+        decision = self.resolve(degradation)
+        width, height = imaging.open_image(data, s.max_pixels).size  # header only: cheap refusals first
+        tiles = self.plan(height, width)
+        timings: dict[str, float] = {}
+        with self.batcher.admit(tiles) as ticket:
+            t0 = time.perf_counter()
+            decoded = await asyncio.to_thread(imaging.decode, data, s.max_pixels)
+            timings["decode"] = _ms(time.perf_counter() - t0)
+            metrics.INPUT_MEGAPIXELS.observe(decoded.width * decoded.height / 1e6)
+            if decision is None:
+                t0 = time.perf_counter()
+                probabilities = await asyncio.to_thread(self.engine.classify, decoded.rgb)
+                decision = self.engine.decide(probabilities)
+                timings["classify"] = _ms(time.perf_counter() - t0)
+                metrics.AUTO_DECISIONS.labels(degradation="mixture" if decision.mixture else decision.label).inc()
+            if decision.clean:
+                ticket.release()
+                rgb = decoded.rgb
+            else:
+                metrics.TILES_PER_REQUEST.observe(tiles)
+                rgb = await self._process(decoded.rgb, decision, deadline, timings)
+                ticket.release()
+                metrics.MEGAPIXELS_RESTORED.inc(decoded.width * decoded.height / 1e6)
+        t0 = time.perf_counter()
+        data_out = await asyncio.to_thread(imaging.encode, rgb, decoded.extras, fmt, quality or s.default_quality)
+        timings["encode"] = _ms(time.perf_counter() - t0)
+        timings["total"] = _ms(time.perf_counter() - started)
+        work = 0 if decision.clean else tiles
+        return Restored(data_out, fmt, decision, decoded.width, decoded.height, work, timings)
+
+    def plan(self, height: int, width: int) -> int:
+        """Work items for an image; refuses shapes whose tiles would cover far more than max_pixels.
+
+        A 1 x 40M strip is within max_pixels but every tile is mostly padding (~256x the work).
+        """
+        s = self.settings
+        align = self.engine.pad_multiple
+        if tiling.needs_tiling(height, width, s.tile_size):
+            padded = tiling.padded_length(height, s.tile_size, s.tile_overlap, align) * tiling.padded_length(
+                width, s.tile_size, s.tile_overlap, align
+            )
+            limit = 2 * max(s.max_pixels, s.tile_size**2)
+            if padded > limit:
+                raise imaging.ImageTooLarge(
+                    f"a {width}x{height} image is too elongated: its tiles would cover {padded} pixels (limit {limit})"
+                )
+        return tiling.count_tiles(height, width, s.tile_size, s.tile_overlap, align)
+
+    async def _process(self, rgb: np.ndarray, decision: Decision, deadline: float, timings: dict) -> np.ndarray:
+        """(H, W, 3) -> restored (H, W, 3): whole when it fits a tile, else tiled and blended."""
+        s = self.settings
+        height, width, _ = rgb.shape
+        prompt = self.engine.prompt_vector(decision.weights)
+        chw = rgb.transpose(2, 0, 1)  # (3, H, W) view
+        tiled = tiling.needs_tiling(height, width, s.tile_size)
+        if tiled:
+            align = self.engine.pad_multiple
+            parts, boxes = await asyncio.to_thread(tiling.split, chw, s.tile_size, s.tile_overlap, align)
+        else:
+            parts, boxes = [np.ascontiguousarray(chw)], [(0, 0)]
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise DeadlineExceeded("deadline passed before inference")
+        job = await self.batcher.run(parts, prompt, remaining)
+        timings["queue"] = _ms(job.queue_wait_s)
+        timings["inference"] = _ms(job.inference_s)
+        outputs = job.future.result()
+        if tiled:
+            t0 = time.perf_counter()
+            out = await asyncio.to_thread(tiling.untile, outputs, boxes, height, width, s.tile_overlap, align)
+            timings["blend"] = _ms(time.perf_counter() - t0)
+        else:
+            out = outputs[0]
+        return out.transpose(1, 2, 0)  # (H, W, 3)

@@ -1,0 +1,1 @@
+"""One APIRouter per area: restore, health, metrics, admin."""

@@ -1,0 +1,66 @@
+"""Service settings from `TAP_*` environment variables; built in the app lifespan, never at import."""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune. Example: `TAP_DEVICE=cuda TAP_MAX_BATCH=16`."""
+
+    model_config = SettingsConfigDict(env_prefix="TAP_", extra="ignore")
+
+    bundle_path: Path = Path("artifacts/default")
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when onnxruntime can run it, else CPU
+    precision: Literal["fp32", "fp16"] = "fp32"  # fp16 needs backbone_fp16 in the bundle
+
+    # Images larger than tile_size on either side are cut into tile_size x tile_size tiles.
+    tile_size: int = Field(256, ge=16, le=4096)
+    tile_overlap: int = Field(32, ge=0)
+
+    # Dynamic batching. queue_size counts *tiles* admitted and not yet finished
+    # (waiting or running); a request that would exceed it gets 503 + Retry-After.
+    max_batch: int = Field(8, ge=1, le=256)
+    max_delay_ms: float = Field(5.0, ge=0)
+    queue_size: int = Field(512, ge=1)
+    retry_after_s: int = Field(1, ge=1)
+    request_timeout_s: float = Field(60.0, gt=0)  # deadline per request, from arrival -> 504
+
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)  # -> 413
+    max_pixels: int = Field(40_000_000, ge=1)  # width x height after decoding the header -> 413
+
+    intra_op_threads: int = Field(0, ge=0)  # 0 = onnxruntime's default (all physical cores)
+    inter_op_threads: int = Field(1, ge=0)
+
+    # Auto mode (see engine.decide): clean when p(clean) >= clean_threshold; a mixture of the
+    # two likeliest weathers when the runner-up has >= mixture_min_prob and trails the top
+    # one by <= mixture_margin. mixture_margin < 0 disables mixtures.
+    clean_threshold: float = Field(0.6, ge=0, le=1)
+    mixture_min_prob: float = Field(0.3, ge=0, le=1)
+    mixture_margin: float = Field(0.2, le=1)
+
+    api_key: SecretStr | None = None  # when set, X-API-Key is required on restore and admin routes
+    cors_origins: Annotated[list[str], NoDecode] = []  # comma-separated or JSON list
+    prompt_reload_interval_s: float = Field(10.0, ge=0)  # 0 disables the periodic re-scan
+    warmup: bool = True
+    default_quality: int = Field(90, ge=1, le=100)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_tiles(self) -> "Settings":
+        if 2 * self.tile_overlap >= self.tile_size:
+            raise ValueError(f"tile_overlap ({self.tile_overlap}) must be < half of tile_size ({self.tile_size})")
+        return self

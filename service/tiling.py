@@ -1,0 +1,109 @@
+"""Pure functions that cut a (C, H, W) image into fixed-size overlapping tiles and blend them back.
+
+Every tile is exactly `tile` x `tile` (the image is edge-padded at the bottom/right to cover
+the last window), so tiles from different requests share one shape and can be batched
+together. Tile offsets sit on the backbone's pad-multiple grid. Blending uses
+raised-cosine ramps over the overlap on interior edges only, normalized by the summed
+weights, so there are no seams and border pixels keep full weight.
+"""
+
+import numpy as np
+
+
+def needs_tiling(height: int, width: int, tile: int) -> bool:
+    """Images that fit in one tile are sent whole (the backbone pads internally)."""
+    return height > tile or width > tile
+
+
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
+    """Start offsets of `tile`-long windows covering [0, length), neighbours sharing >= `overlap`.
+
+    Starts are multiples of `align`: the backbone downsamples by its pad multiple, so only
+    tiles on that grid see the same pixel phase as the whole image (a 1-pixel shift changes
+    the output). The last window may run past `length`; `padded_length` says how far.
+    """
+    if length <= tile:
+        return [0]
+    if tile - overlap < align:
+        raise ValueError(f"tile ({tile}) - overlap ({overlap}) must be >= the alignment ({align})")
+    units = -(-(length - tile) // align)  # last start, in align units (rounded up)
+    count = -(-(length - tile) // ((tile - overlap) // align * align)) + 1
+    while True:
+        starts = [align * round(i * units / (count - 1)) for i in range(count)]
+        if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False)):
+            return starts
+        count += 1
+
+
+def padded_length(length: int, tile: int, overlap: int, align: int = 1) -> int:
+    """Length a side is padded to before splitting: >= tile, and covers the last window."""
+    return max(tile, tile_starts(length, tile, overlap, align)[-1] + tile)
+
+
+def count_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1) -> int:
+    """Work items an image becomes: 1 when sent whole, else the number of tiles."""
+    if not needs_tiling(height, width, tile):
+        return 1
+    return len(tile_starts(height, tile, overlap, align)) * len(tile_starts(width, tile, overlap, align))
+
+
+def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Edge-pad (C, H, W) at the bottom/right to (C, height, width), as the backbone pads."""
+    _, h, w = image.shape
+    if (h, w) == (height, width):
+        return image
+    return np.pad(image, ((0, 0), (0, height - h), (0, width - w)), mode="edge")
+
+
+def split(image: np.ndarray, tile: int, overlap: int, align: int = 1) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """(C, H, W) -> `tile` x `tile` tiles (views where possible) and their (y, x) offsets.
+
+    Windows that run past the image are edge-padded one by one, as if the whole image had
+    been padded to `padded_length` on both sides, without copying the whole image.
+    """
+    _, h, w = image.shape
+    boxes = [(y, x) for y in tile_starts(h, tile, overlap, align) for x in tile_starts(w, tile, overlap, align)]
+    tiles = [pad_to(image[:, y : y + tile, x : x + tile], tile, tile) for y, x in boxes]
+    return tiles, boxes
+
+
+def ramp(overlap: int) -> np.ndarray:
+    """Raised cosine rising over `overlap` samples; two opposite ramps sum to 1; never 0."""
+    k = np.arange(overlap, dtype=np.float32) + 0.5
+    return (0.5 - 0.5 * np.cos(np.pi * k / overlap)).astype(np.float32)
+
+
+def tile_weight(tile: int, overlap: int, top: bool, left: bool, bottom: bool, right: bool) -> np.ndarray:
+    """(tile, tile) blend weight; ramps only on the edges that have a neighbour (True)."""
+    wy = np.ones(tile, dtype=np.float32)
+    wx = np.ones(tile, dtype=np.float32)
+    if overlap > 0:
+        r = ramp(overlap)
+        if top:
+            wy[:overlap] = r
+        if bottom:
+            wy[-overlap:] = np.minimum(wy[-overlap:], r[::-1])
+        if left:
+            wx[:overlap] = r
+        if right:
+            wx[-overlap:] = np.minimum(wx[-overlap:], r[::-1])
+    return wy[:, None] * wx[None, :]
+
+
+def blend(tiles, boxes: list[tuple[int, int]], height: int, width: int, overlap: int) -> np.ndarray:
+    """Weighted average of (C, tile, tile) tiles placed at `boxes` -> (C, height, width)."""
+    c, tile, _ = tiles[0].shape
+    out = np.zeros((c, height, width), dtype=np.float32)
+    total = np.zeros((height, width), dtype=np.float32)
+    for (y, x), pred in zip(boxes, tiles, strict=True):
+        weight = tile_weight(tile, overlap, top=y > 0, left=x > 0, bottom=y + tile < height, right=x + tile < width)
+        out[:, y : y + tile, x : x + tile] += pred * weight
+        total[y : y + tile, x : x + tile] += weight
+    return out / total
+
+
+def untile(tiles, boxes: list[tuple[int, int]], height: int, width: int, overlap: int, align: int = 1) -> np.ndarray:
+    """Blend the tiles made by `split` and crop back to (C, height, width)."""
+    tile = tiles[0].shape[-1]
+    padded_h, padded_w = padded_length(height, tile, overlap, align), padded_length(width, tile, overlap, align)
+    return blend(tiles, boxes, padded_h, padded_w, overlap)[:, :height, :width]
