@@ -91,6 +91,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from training.compare import compare_table, load_runs
+
+    runs = load_runs(args.runs)
+    args.method = args.method or ["given task"]
+    text = "".join(f"\n{method}: PSNR-Y / SSIM-Y\n\n" + compare_table(runs, method) for method in args.method)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+
+
 def cmd_tsne(args: argparse.Namespace) -> None:
     from model.checkpoint import load_model
     from training.tsne import plot_tsne
@@ -171,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="side-by-side table of several evaluate results")
+    p.add_argument("runs", nargs="+", help="label=path/to/metrics.json")
+    p.add_argument("--method", action="append", default=[], help="'given task' (default), 'auto', 'input'")
+    p.add_argument("--out", help="also write the Markdown here")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("tsne", help="t-SNE of encoder embeddings and prompted features per task")
     p.add_argument("checkpoint")

@@ -1,0 +1,40 @@
+"""Side-by-side table of several `tap-train evaluate` results (ablations, model versions)."""
+
+import json
+from pathlib import Path
+
+
+def _cell(methods: dict, method: str) -> str:
+    m = methods.get(method)
+    return f"{m['psnr_y']:.2f} / {m['ssim_y']:.3f}" if m else "–"
+
+
+def compare_table(runs: dict[str, dict], method: str = "given task") -> str:
+    """Markdown: one row per run; PSNR-Y / SSIM-Y per dataset for `method`, plus auto-mode accuracy."""
+    datasets = list(next(iter(runs.values()))["datasets"])
+    header = ["run", *datasets, "mean PSNR-Y", "auto acc. (weather)", "auto acc. (clean)"]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    for label, results in runs.items():
+        cells, psnrs = [], []
+        for name in datasets:
+            methods = results["datasets"].get(name, {}).get("methods", {})
+            cells.append(_cell(methods, method))
+            if method in methods:
+                psnrs.append(methods[method]["psnr_y"])
+        auto = results.get("auto") or {}
+        accuracy = [auto.get("accuracy_weather"), auto.get("accuracy_clean")]
+        mean = f"{sum(psnrs) / len(psnrs):.2f}" if psnrs else "–"
+        acc = [f"{a:.3f}" if a is not None else "–" for a in accuracy]
+        lines.append("| " + " | ".join([label, *cells, mean, *acc]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def load_runs(entries: list[str]) -> dict[str, dict]:
+    """['label=path/to/metrics.json', ...] -> {label: results}."""
+    runs = {}
+    for entry in entries:
+        label, sep, path = entry.partition("=")
+        if not sep:
+            raise ValueError(f"run {entry!r} must look like label=path/to/metrics.json")
+        runs[label] = json.loads(Path(path).read_text())
+    return runs
