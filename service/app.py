@@ -18,7 +18,7 @@ from service.batcher import Batcher
 from service.engine import Engine
 from service.middleware import RestoreGuard
 from service.pipeline import Pipeline
-from service.routes import admin, health, metrics, restore
+from service.routes import admin, health, metrics, restore, ui
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for router in (restore.router, health.router, metrics.router, admin.router):
+    for router in (restore.router, health.router, metrics.router, admin.router, ui.router):
         app.include_router(router)
     base_openapi = app.openapi
     app.openapi = lambda: _openapi(app, base_openapi())
