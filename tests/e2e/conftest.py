@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from service.routes import ui
 from service.settings import Settings
 from tests.service.conftest import BASE, LiveServer
 
@@ -36,7 +35,7 @@ def _program(*names: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def start_ui_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., LiveServer]]:
-    """Factory: a LiveServer whose app also includes the web page router (as create_app will).
+    """Factory: a LiveServer serving the web page (create_app includes its router).
 
     TAP_E2E_BUNDLE serves a real bundle instead of the tiny random one (for a nicer screenshot).
     """
@@ -47,7 +46,6 @@ def start_ui_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Li
         # 256-px tiles: the page's photos are a few hundred pixels, so one or a few tiles each.
         settings = Settings(**{**BASE, "tile_size": 256, "tile_overlap": 32, "bundle_path": bundle, **overrides})
         server = LiveServer(settings)
-        server.app.include_router(ui.router)
         servers.append(server.start())
         return server
 
