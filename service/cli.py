@@ -29,38 +29,31 @@ def collect(paths: list[Path], out_dir: Path, fmt: str) -> list[tuple[Path, Path
 
 
 async def _restore_local(pairs, args) -> int:
-    from service.batcher import Batcher
-    from service.engine import Engine
-    from service.pipeline import Pipeline
+    from service.pipeline import local_pipeline
     from service.settings import Settings
 
     overrides = {"request_timeout_s": 1e9, "queue_size": 1 << 30}
     if args.bundle:
         overrides["bundle_path"] = args.bundle
-    settings = Settings(**overrides)
-    engine = await asyncio.to_thread(Engine, settings)
-    batcher = Batcher(engine.run_backbone, settings.max_batch, settings.max_delay_ms / 1000, settings.queue_size)
-    batcher.start()
-    pipeline = Pipeline(engine, batcher, settings)
     gate = asyncio.Semaphore(args.jobs)
     failures = 0
-    with tqdm(total=len(pairs), unit="img", desc="restore") as bar:
+    async with local_pipeline(Settings(**overrides)) as pipeline:
+        with tqdm(total=len(pairs), unit="img", desc="restore") as bar:
 
-        async def one(src: Path, dst: Path) -> None:
-            nonlocal failures
-            async with gate:
-                try:
-                    result = await pipeline.restore(src.read_bytes(), args.degradation, args.format, args.quality)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    dst.write_bytes(result.data)
-                    bar.set_postfix_str(f"{src.name}: {result.decision.label}")
-                except Exception as exc:  # report and go on with the other files
-                    failures += 1
-                    tqdm.write(f"{src}: {exc}", file=sys.stderr)
-                bar.update()
+            async def one(src: Path, dst: Path) -> None:
+                nonlocal failures
+                async with gate:
+                    try:
+                        result = await pipeline.restore(src.read_bytes(), args.degradation, args.format, args.quality)
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        dst.write_bytes(result.data)
+                        bar.set_postfix_str(f"{src.name}: {result.decision.label}")
+                    except Exception as exc:  # report and go on with the other files
+                        failures += 1
+                        tqdm.write(f"{src}: {exc}", file=sys.stderr)
+                    bar.update()
 
-        await asyncio.gather(*(one(src, dst) for src, dst in pairs))
-    await batcher.close()
+            await asyncio.gather(*(one(src, dst) for src, dst in pairs))
     return failures
 
 

@@ -5,7 +5,9 @@ encode) run in worker threads; backbone work goes through the batcher.
 """
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,3 +129,15 @@ class Pipeline:
         else:
             out = outputs[0]
         return out.transpose(1, 2, 0)  # (H, W, 3)
+
+
+@contextlib.asynccontextmanager
+async def local_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
+    """An in-process pipeline (engine + running batcher) without HTTP, for the CLI and scripts."""
+    engine = await asyncio.to_thread(Engine, settings)
+    batcher = Batcher(engine.run_backbone, settings.max_batch, settings.max_delay_ms / 1000, settings.queue_size)
+    batcher.start()
+    try:
+        yield Pipeline(engine, batcher, settings)
+    finally:
+        await batcher.close()
