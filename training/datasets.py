@@ -7,7 +7,7 @@
 `task` indexes the class list: the tasks, then `clean` last.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +88,12 @@ class SyntheticWeather(Dataset):
         clean_prob: float = 0.1,
         mixed_prob: float = 0.0,
         seed: int = 0,
+        generators: Mapping[str, synth.WeatherFn] = synth.GENERATORS,
     ) -> None:
-        unknown = sorted(set(tasks) - set(synth.GENERATORS))
+        unknown = sorted(set(tasks) - set(generators))
         if unknown:
-            raise DataError(f"no synthetic generator for task(s) {unknown}; known: {list(synth.GENERATORS)}")
+            raise DataError(f"no synthetic generator for task(s) {unknown}; known: {list(generators)}")
+        self.generators = generators
         files = split_clean(list_images(Path(clean_dir)), holdout_every, split)
         if not files:
             raise DataError(f"no {split} images in {clean_dir}")
@@ -117,10 +119,10 @@ class SyntheticWeather(Dataset):
         if rng.random() < self.clean_prob:
             return {"lq": to_tensor(gt), "gt": to_tensor(gt), "task": len(self.tasks)}
         task = int(rng.integers(len(self.tasks)))
-        lq = synth.apply(self.tasks[task], gt, rng, float(rng.uniform(*self.severity)))
+        lq = synth.apply(self.tasks[task], gt, rng, float(rng.uniform(*self.severity)), self.generators)
         if rng.random() < self.mixed_prob:
             other = self.tasks[int(rng.integers(len(self.tasks)))]
-            lq = synth.apply(other, lq, rng, float(rng.uniform(*self.severity)) * 0.5)
+            lq = synth.apply(other, lq, rng, float(rng.uniform(*self.severity)) * 0.5, self.generators)
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": task}
 
 

@@ -351,13 +351,10 @@ def add_task(
     d = cfg.data
     parts: list[Dataset] = [PairedFolder(path, index, d.crop, cfg.seed) for path in paired]
     if generator:
-        from training import synth
-
-        synth.GENERATORS[task] = load_generator(generator)
         parts.append(
             SyntheticWeather(
                 Path(d.clean_dir), [task], d.crop, d.samples_per_epoch, "train", d.holdout_every,
-                (d.severity_min, d.severity_max), 0.0, 0.0, cfg.seed,
+                (d.severity_min, d.severity_max), 0.0, 0.0, cfg.seed, generators={task: load_generator(generator)},
             )
         )
     dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -222,12 +222,17 @@ def test_compare_tables_several_runs(tmp_path, capsys):
 
     def result(psnr: float, acc: float) -> dict:
         methods = {"given task": {"psnr_y": psnr, "ssim_y": 0.5, "psnr_rgb": psnr - 1, "n": 2}}
-        return {"datasets": {"rain100h": {"methods": methods}}, "auto": {"accuracy_weather": acc, "accuracy_clean": 1.0}}
+        return {
+            "datasets": {"rain100h": {"methods": methods}},
+            "auto": {"accuracy_weather": acc, "accuracy_clean": 1.0},
+        }
 
     for name, psnr, acc in (("a", 20.0, 0.5), ("b", 22.5, 0.75)):
         (tmp_path / f"{name}.json").write_text(json.dumps(result(psnr, acc)))
     out = tmp_path / "table.md"
-    assert tap_train(["compare", f"low-rank={tmp_path / 'a.json'}", f"full={tmp_path / 'b.json'}", "--out", str(out)]) == 0
+    assert (
+        tap_train(["compare", f"low-rank={tmp_path / 'a.json'}", f"full={tmp_path / 'b.json'}", "--out", str(out)]) == 0
+    )
     table = out.read_text()
     assert "| low-rank | 20.00 / 0.500 | 20.00 | 0.500 | 1.000 |" in table
     assert "| full | 22.50 / 0.500 | 22.50 | 0.750 | 1.000 |" in table

@@ -167,3 +167,9 @@ def test_ddp_two_processes_end_with_identical_weights(tiny_clean_dir, tmp_path):
     assert len(checksums) == 2 and checksums[0] == checksums[1]
     _, extra = load_model(tmp_path / "model.safetensors")
     assert extra["step"] == 3
+
+
+def test_add_task_generator_does_not_leak_into_the_registry():
+    from training import synth
+
+    assert "fog" not in synth.GENERATORS

@@ -1,0 +1,104 @@
+"""The engine-speed and roofline benchmarks run end to end on a tiny model and write their tables.
+
+No timing assertions: timings belong in bench/results, not in tests.
+"""
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """--bundle/--checkpoint arguments of one tiny model, exported once for both benchmarks."""
+    from bench.common import prepare_shared
+
+    folder = tmp_path_factory.mktemp("bench-model")
+    bundle, ckpt = prepare_shared(argparse.Namespace(checkpoint=None, variant="tiny", seed=0), folder)
+    return ["--bundle", str(bundle), "--checkpoint", str(ckpt), "--threads", "1"]
+
+
+def table(text: str, first_column: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the Markdown table whose first column is `first_column`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return [cell.strip() for cell in lines[start].strip("|").split("|")], rows
+
+
+def test_engine_speed_writes_its_tables(tiny: list[str], tmp_path: Path) -> None:
+    from bench import engine_speed
+
+    argv = [
+        "--out-dir",
+        str(tmp_path),
+        "--cases",
+        "1x32,2x32",
+        "--photo",
+        "100x60",
+        "--tile",
+        "32",
+        "--overlap",
+        "8",
+        "--tile-batch",
+        "4",
+        "--sweep",
+        "1x32",
+        "--repeats",
+        "1",
+        "--min-repeats",
+        "1",
+    ]
+    report = engine_speed.main(tiny + argv)
+
+    text = report.path.read_text()
+    header, rows = table(text, "case")
+    assert header == ["case", "ORT ms", "eager ms", "ORT MP/s", "eager MP/s", "ORT / eager", "rounds", "note"]
+    assert [r[0] for r in rows] == ["1×32²", "2×32²", "0.0-MP photo 100×60, tiled"]
+    assert "tiles of 32²" in rows[2][-1]
+    header, rows = table(text, "session options")
+    assert header == ["session options", "ms", "MP/s", "speed vs service"]
+    assert len(rows) == len(engine_speed.SWEEP)
+    parity = float(re.search(r"max \|ORT − eager\| (\S+) ", text).group(1))
+    assert parity < 1e-4  # the same weights on both engines
+    assert "target ≥ 2×" in report.headlines[0]
+    assert (tmp_path / "engine_speed.png").stat().st_size > 0
+
+
+def test_roofline_writes_its_tables(tiny: list[str], tmp_path: Path) -> None:
+    from bench import roofline
+
+    report = roofline.main(tiny + ["--out-dir", str(tmp_path), "--size", "64", "--gemm", "64", "--repeats", "1"])
+
+    text = report.path.read_text()
+    header, rows = table(text, "kind")
+    assert header == ["kind", "GFLOP / MP", "share"]
+    assert rows[-1][0] == "**total (conv + matmul)**" and float(rows[-1][1].strip("*")) > 0
+    header, rows = table(text, "what")
+    assert header == ["what", "GFLOP/s", "of practical peak", "of theoretical"]
+    assert len(rows) == 4
+    header, rows = table(text, "op type")
+    assert header == ["op type", "ms", "share of node time", "nodes"]
+    assert any(r[0] == "Conv" or r[0].endswith("Conv") for r in rows)
+    assert "Theoretical peak:" in text and "FLOPs/cycle" in text
+    assert (tmp_path / "roofline.png").stat().st_size > 0
+
+
+def test_flop_count_splits_the_total_by_kind() -> None:
+    from bench.common import random_model
+    from bench.roofline import count_flops
+
+    total, kinds = count_flops(random_model("tiny"), 32)
+    assert total > 0
+    assert sum(kinds.values()) == pytest.approx(total)
+    assert kinds["1×1 conv"] > 0 and kinds["3×3 depthwise conv"] > 0

@@ -1,0 +1,39 @@
+"""Servers for the reliability tests: `tap-restore serve` subprocesses, so memory and signals are real.
+
+Settings start from tests/service/conftest.py BASE (64-px tiles, 2 MB uploads, 10 MP), which
+the reused corpus expects; each test overrides what its scenario needs.
+"""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.reliability.server import ServerProcess
+from tests.service.conftest import BASE
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: serve(bundle, **settings) -> a ready ServerProcess; stopped and reaped after the test.
+
+    Keyword arguments `cwd`, `env` and `prefix` go to ServerProcess, the rest are settings.
+    """
+    servers: list[ServerProcess] = []
+
+    def start(bundle: Path, *, cwd: Path | None = None, env: dict | None = None, prefix=(), **settings):
+        log = tmp_path / f"server-{len(servers)}.log"
+        server = ServerProcess(bundle, log, {**BASE, **settings}, cwd=cwd, env=env, prefix=prefix)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def shared_server(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the corpus and the fuzzer: hostile input must not need a fresh process."""
+    with ServerProcess(tiny_bundle, tmp_path_factory.mktemp("server") / "server.log", BASE) as process:
+        yield process

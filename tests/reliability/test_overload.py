@@ -1,0 +1,32 @@
+"""Overload: open-loop arrivals past capacity on loopback (issue 7).
+
+The arrival rate is set from the service time measured just before, so "past capacity" holds
+on any machine; 2.5x stays below the rate at which the event loop itself cannot triage
+requests any more (bench.reliability.run shows that regime too).
+"""
+
+from bench.reliability.load import OVERLOAD_SETTINGS, overload, percentile
+from bench.reliability.soak import photo
+
+FACTOR = 2.5
+DURATION_S = 3.0
+REFUSAL_P95_S = 1.0  # "at once": a tenth of the 10-s deadline; measured ~0.05 s
+HEALTH_P95_S = 0.5  # measured ~0.03 s
+
+
+def test_past_capacity_refuses_fast_serves_within_deadline_and_stays_healthy(serve, tiny_bundle):
+    server = serve(tiny_bundle, **OVERLOAD_SETTINGS)
+    deadline_s = OVERLOAD_SETTINGS["request_timeout_s"]
+    rate, report = overload(server.url, server.client, photo(256, 256, "JPEG", 0), FACTOR, DURATION_S, deadline_s)
+    summary = f"{rate:.0f}/s for {DURATION_S:g} s: {dict(report.statuses)}"
+
+    assert set(report.statuses) == {200, 503}, summary  # no 504, no 5xx, no transport error
+    refused = [o for o in report.outcomes if o.status == 503]
+    assert all(o.retry_after == "1" and o.error_code == "queue_full" for o in refused), summary
+    assert percentile(report.latencies(503), 95) < REFUSAL_P95_S, summary
+    assert max(report.latencies(200)) < deadline_s, summary
+    assert report.health_failures == 0 and percentile(report.health_latencies_s, 95) < HEALTH_P95_S, summary
+
+    ready = server.client.get("/readyz").json()
+    assert (ready["tiles_in_flight"], ready["tiles_queued"]) == (0, 0)  # no capacity leaked
+    assert server.restore(photo(64, 64, "PNG", 1), degradation="rain").status_code == 200

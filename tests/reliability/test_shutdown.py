@@ -1,0 +1,20 @@
+"""Graceful shutdown: SIGTERM during load (issue 7)."""
+
+from bench.reliability.shutdown import CLEAN_EXIT, SETTINGS, SHUTDOWN_COMPLETE, graceful_shutdown
+from bench.reliability.soak import photo
+
+REQUESTS = 8
+EXIT_LIMIT_S = 20.0  # drain (~1 s of queued tiles here) + lifespan shutdown; measured ~1-2 s
+
+
+def test_sigterm_drains_in_flight_refuses_new_and_exits_cleanly(serve, tiny_bundle):
+    server = serve(tiny_bundle, **SETTINGS)
+    report = graceful_shutdown(server, photo(500, 500, "JPEG", 0), REQUESTS)
+
+    assert [o.status for o in report.in_flight] == [200] * REQUESTS, report.in_flight
+    assert report.late_while_alive, "the server exited before any new request could be tried"
+    for outcome in report.late_while_alive:  # refused at connect, or a 503 from the draining app
+        assert outcome.status == 503 or outcome.transport_error.startswith("ConnectError"), outcome
+    assert report.returncode in CLEAN_EXIT, report.log[-3000:]
+    assert report.exit_s < EXIT_LIMIT_S
+    assert SHUTDOWN_COMPLETE in report.log and "Traceback" not in report.log, report.log[-3000:]
