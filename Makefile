@@ -26,5 +26,8 @@ lint: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run_all --quick
 
+train-default: $(BIN)/.installed
+	PATH=$(abspath $(BIN)):$$PATH bash configs/default/train.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache
