@@ -1,0 +1,171 @@
+"""Every reliability scenario with full counts -> bench/results/reliability.md (quoted in the README).
+
+The same functions the tests in tests/reliability call with reduced counts. Each scenario gets
+its own `tap-restore serve` subprocess on loopback; the model is a tiny random one (what the
+figures measure is the service around it), or --bundle.
+
+Run: python -m bench.reliability.run [--quick] [--bundle artifacts/default]
+"""
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.common import RESULTS, CpuWatch, Report, command_line, machine_lines, write_markdown
+from bench.reliability import fuzz, load, shutdown, soak
+from bench.reliability.server import ServerExited, ServerProcess
+from tests.reliability.corpus import PROBES, run_corpus
+from tests.service.conftest import BASE
+
+NAME = "reliability"
+FULL = {"corpus_rounds": 5, "fuzz_examples": 500, "load_s": 6.0, "soak": 3000, "shutdown": 8}
+QUICK = {"corpus_rounds": 1, "fuzz_examples": 50, "load_s": 3.0, "soak": 300, "shutdown": 8}
+OVERLOAD_FACTORS = (2.5, 6.0)  # past capacity; and past what the event loop can triage
+ACCESS_STATUS = re.compile(r'HTTP/1\.1" (\d{3})')  # uvicorn's access log
+
+
+def bundle_for(path: Path | None, folder: Path) -> Path:
+    """`path`, or a tiny random model exported into `folder` (as the tests' tiny_bundle)."""
+    if path is not None:
+        return path
+    from tests.conftest import make_tiny_model
+    from training.export import export_bundle
+
+    return export_bundle(make_tiny_model(), folder / "bundle", model_version="tiny-bench")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def corpus_row(bundle: Path, folder: Path, rounds: int) -> list[str]:
+    with ServerProcess(bundle, folder / "corpus.log", BASE) as server:
+        run = run_corpus(server, rounds)
+    statuses = Counter(run.statuses.values())
+    spread = ", ".join(f"{count}×{status}" for status, count in sorted(statuses.items()))
+    verdict = "all as documented" if not run.problems else f"**{len(run.problems)} wrong: {', '.join(run.problems)}**"
+    rss = f"RSS {run.rss_warm_mb:.0f} → {run.rss_rounds_mb[-1]:.0f} MB ({run.rss_rounds_mb[-1] - run.rss_warm_mb:+.1f})"
+    return [
+        f"bad-input corpus: {len(PROBES)} probes × {rounds} rounds, one server",
+        f"{verdict} ({spread}); a normal restore succeeded after each; {rss}",
+    ]
+
+
+def fuzz_row(bundle: Path, folder: Path, examples: int) -> list[str]:
+    with ServerProcess(bundle, folder / "fuzz.log", BASE) as server:
+        report = fuzz.fuzz(server.url, folder, examples)
+        statuses = Counter(ACCESS_STATUS.findall(server.log()))
+    spread = ", ".join(f"{count}×{status}" for status, count in sorted(statuses.items()))
+    verdict = "0 failures" if not report.failures else f"**{len(report.failures)} failures**"
+    return [
+        f"schemathesis: every phase and check but positive_data_acceptance, {examples} examples/operation",
+        f"{report.cases} cases, {verdict}, {report.accepted.get('POST /restore', 0)} successful restores checked "
+        f"({spread})",
+    ]
+
+
+def overload_rows(bundle: Path, folder: Path, seconds: float) -> list[list[str]]:
+    rows = []
+    deadline = load.OVERLOAD_SETTINGS["request_timeout_s"]
+    payload = soak.photo(256, 256, "JPEG", 0)
+    for factor in OVERLOAD_FACTORS:
+        with ServerProcess(bundle, folder / f"overload-{factor}.log", load.OVERLOAD_SETTINGS) as server:
+            rate, report = load.overload(server.url, server.client, payload, factor, seconds, deadline)
+            leaked = server.client.get("/readyz").json()["tiles_in_flight"]
+        refused, served = report.latencies(503), report.latencies(200)
+        spread = ", ".join(f"{count}×{status}" for status, count in sorted(report.statuses.items(), key=str))
+        rows.append(
+            [
+                f"overload {factor:g}× one-at-a-time rate ({rate:.0f} req/s for {seconds:g} s; queue 4 tiles, batch 2)",
+                f"{spread}; 503 p50 {_ms(load.percentile(refused, 50))} / p95 {_ms(load.percentile(refused, 95))}; "
+                f"200 p95 {_ms(load.percentile(served, 95))} / max {_ms(max(served, default=0))} "
+                f"(deadline {deadline} s); /healthz p95 {_ms(load.percentile(report.health_latencies_s, 95))} "
+                f"({report.health_failures} failed); {leaked} tiles left in flight",
+            ]
+        )
+    return rows
+
+
+def soak_row(bundle: Path, folder: Path, requests: int) -> list[str]:
+    with ServerProcess(bundle, folder / "soak.log", soak.SETTINGS) as server:
+        report = soak.soak(server, requests)
+    return [
+        f"soak: {requests} mixed restores (6 sizes up to 12 tiles, PNG/JPEG in, PNG/JPEG/WebP/JSON out, 5 modes)",
+        f"{len(report.failures)} failures; RSS (medians) {report.rss_warm_mb:.0f} MB after warm-up → "
+        f"{report.rss_end_mb:.0f} MB at the end: **{report.growth:+.1%}** (limit {soak.MAX_GROWTH:+.0%}; "
+        f"max {report.rss_max_mb:.0f} MB) in {report.wall_s:.0f} s",
+    ]
+
+
+def shutdown_row(bundle: Path, folder: Path, requests: int) -> list[str]:
+    with ServerProcess(bundle, folder / "shutdown.log", shutdown.SETTINGS) as server:  # exits by itself
+        report = shutdown.graceful_shutdown(server, soak.photo(700, 700, "JPEG", 0), requests)
+    ok = sum(o.status == 200 for o in report.in_flight)
+    late = report.late_while_alive
+    refused = sum(o.transport_error.startswith("ConnectError") for o in late)
+    unavailable = sum(o.status == 503 for o in late)
+    return [
+        f"SIGTERM with {requests} restores in flight",
+        f"{ok}/{requests} in-flight → 200; {len(late)} new requests while draining: {refused} refused, "
+        f"{unavailable}×503; exit status {report.returncode} (uvicorn re-raises SIGTERM) after "
+        f"**{report.exit_s:.2f} s**",
+    ]
+
+
+def damaged_bundle_row(bundle: Path, folder: Path) -> list[str]:
+    damaged = Path(shutil.copytree(bundle, folder / "damaged"))
+    target = damaged / "backbone.onnx"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    started = time.monotonic()
+    try:
+        with ServerProcess(damaged, folder / "damaged.log", BASE):
+            return ["tampered backbone.onnx", "**the server started**"]
+    except ServerExited as exc:
+        named = any(str(target) in line and "sha256 mismatch" in line for line in exc.log.splitlines())
+        return [
+            "tampered backbone.onnx",
+            f"start refused in {time.monotonic() - started:.1f} s, exit status {exc.returncode}, "
+            f"error names the file: {'yes' if named else '**no**'}",
+        ]
+
+
+def main(argv: list[str] | None = None) -> Report:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the CI counts (about a minute)")
+    parser.add_argument("--bundle", type=Path, help="default: a tiny random model exported to a temp dir")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    counts = QUICK if args.quick else FULL
+    watch = CpuWatch()
+    with tempfile.TemporaryDirectory(prefix="tap-reliability-") as tmp:
+        folder = Path(tmp)
+        bundle = bundle_for(args.bundle, folder)
+        rows = [
+            corpus_row(bundle, folder, counts["corpus_rounds"]),
+            fuzz_row(bundle, folder, counts["fuzz_examples"]),
+            *overload_rows(bundle, folder, counts["load_s"]),
+            soak_row(bundle, folder, counts["soak"]),
+            shutdown_row(bundle, folder, counts["shutdown"]),
+            damaged_bundle_row(bundle, folder),
+        ]
+    model = f"bundle `{args.bundle}`" if args.bundle else "tiny random model (the service is what is measured)"
+    header = [
+        *machine_lines(1, watch, command_line("bench.reliability.run", argv)),
+        f"- Model: {model}; every scenario runs its own `tap-restore serve` subprocess on 127.0.0.1; "
+        "latencies are client-side, load generator on the same CPUs",
+    ]
+    body = ["| scenario | result |", "| --- | --- |", *(f"| {scenario} | {result} |" for scenario, result in rows)]
+    path = write_markdown(args.out_dir, NAME, "Reliability: bad input, fuzzing, overload, soak, shutdown", header, body)
+    return Report(NAME, path, [f"{row[0]}: {row[1]}" for row in rows])
+
+
+if __name__ == "__main__":
+    main()
