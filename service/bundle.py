@@ -123,6 +123,8 @@ def load_prompts(bundle: Bundle) -> tuple[dict[str, np.ndarray], dict[str, str]]
             vec = np.load(path, allow_pickle=False)
             if vec.dtype != np.float32 or vec.shape != (bundle.prompt_dim,):
                 raise BundleError(f"{path}: expected float32 [{bundle.prompt_dim}], got {vec.dtype} {list(vec.shape)}")
+            if not np.isfinite(vec).all():
+                raise BundleError(f"{path}: prompt has NaN or infinite values")
             prompts[task] = vec
         except (BundleError, ValueError, OSError) as exc:
             errors[task] = str(exc)

@@ -202,8 +202,15 @@ class Engine:
     # ---- inference -----------------------------------------------------------------------
 
     def run_backbone(self, images: np.ndarray, prompts: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 0..1, (N, D) float32 -> (N, 3, H, W) float32 0..1."""
-        return self.backbone.run(None, {"image": images, "prompt": prompts})[0]
+        """(N, 3, H, W) float32 0..1, (N, D) float32 -> (N, 3, H, W) float32 0..1.
+
+        A non-finite output is an error (the batcher then retries row by row, so only the
+        request that caused it fails) rather than a black image served with 200.
+        """
+        restored = self.backbone.run(None, {"image": images, "prompt": prompts})[0]
+        if not np.isfinite(restored).all():
+            raise FloatingPointError("backbone produced NaN or infinite values")
+        return restored
 
     def classify(self, rgb: np.ndarray) -> dict[str, float]:
         """Class probabilities of a (H, W, 3) float image, resized whole to the classifier's square."""

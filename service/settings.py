@@ -59,6 +59,12 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_means_none(cls, value: object) -> object:
+        """TAP_API_KEY="" would otherwise demand a key that nothing can match."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _check_tiles(self) -> "Settings":
         if 2 * self.tile_overlap >= self.tile_size:

@@ -190,7 +190,7 @@ def export_bundle(
         export_backbone(model, staging / "backbone_fp16.onnx", half=True)
         manifest["backbone_fp16"] = {**manifest["backbone"], "file": "backbone_fp16.onnx", "precision": "fp16"}
     if weights is not None:
-        shutil.copy2(weights, staging / "weights.safetensors")
+        shutil.copyfile(weights, staging / "weights.safetensors")
         manifest["weights"] = "weights.safetensors"
     for rel in ("backbone.onnx", "classifier.onnx", "backbone_fp16.onnx", "weights.safetensors"):
         if (staging / rel).exists():

@@ -4,6 +4,7 @@ The server binds port 0 and the port is read back from its log, so parallel runs
 for a port. Its PID is read from the log too, so a wrapper (strace) may sit in front of it.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -152,9 +153,14 @@ class ServerProcess:
             raise
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        """SIGKILL the server, and its wrapper: a killed strace would leave its tracee running."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        self.process.kill()
+        self.process.wait(10)
 
     def stop(self, timeout_s: float = 30.0) -> int:
         """Graceful stop (SIGTERM), then reap; returns the exit status."""
@@ -164,14 +170,18 @@ class ServerProcess:
             self.terminate()
         return self.wait(timeout_s)
 
-    def __enter__(self) -> "ServerProcess":
-        return self.start()
-
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def close(self) -> None:
+        """Stop the server if it still runs (killed if it does not stop in time) and release the client."""
         if self.process is not None and self.process.poll() is None:
             try:
                 self.stop()
             except subprocess.TimeoutExpired:
-                pass  # already killed by wait()
+                pass  # wait() killed it
         elif self.client is not None:
             self.client.close()
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -4,7 +4,8 @@ Every (size, input format, output) combination is sent once, concurrently, as wa
 onnxruntime's arena and per-shape plans, Pillow's codecs and the thread pool reach their
 working size. RSS is then read after every request; it swings by about +-5 % with the
 buffers of the requests in flight, so growth compares the medians of the first and the last
-fifth of those readings rather than two single readings.
+fifth of those readings rather than two single readings. The medians of all five fifths show
+the shape: a leak climbs steadily, allocator arenas settling level off.
 
 Run: python -m bench.reliability.soak [--requests 3000] [--bundle artifacts/default]
 """
@@ -51,14 +52,21 @@ class SoakReport:
     warmup_requests: int
     failures: list[str]  # "status: body" of every non-200
     rss_start_mb: float  # right after the server was ready
-    rss_warm_mb: float  # median over the first fifth of the requests after warm-up
-    rss_end_mb: float  # median over the last fifth
+    rss_fifths_mb: list[float]  # median over each fifth of the requests after warm-up
     rss_max_mb: float
     wall_s: float
 
     @property
+    def rss_warm_mb(self) -> float:
+        return self.rss_fifths_mb[0]
+
+    @property
+    def rss_end_mb(self) -> float:
+        return self.rss_fifths_mb[-1]
+
+    @property
     def growth(self) -> float:
-        """Relative RSS growth from the end of warm-up to the end."""
+        """Relative RSS growth from right after warm-up to the end."""
         return self.rss_end_mb / self.rss_warm_mb - 1.0
 
 
@@ -104,7 +112,9 @@ async def _run(url: str, requests: list[dict], concurrency: int, on_done: Callab
 def soak(
     server: ServerProcess, requests: int, concurrency: int = 4, seed: int = 0, timeout_s: float = 3600
 ) -> SoakReport:
-    """Warm up on every combination, then `requests` random ones; RSS read from /proc meanwhile."""
+    """Warm up on every combination, then `requests` (>= 5) random ones; RSS read from /proc meanwhile."""
+    if requests < 5:
+        raise ValueError("a soak needs at least 5 requests: RSS is compared between fifths")
     rng = random.Random(seed)
     payloads = {
         (size, fmt): [photo(*size, fmt, seed=s) for s in range(3)]
@@ -128,16 +138,10 @@ def soak(
     failures += asyncio.run(
         asyncio.wait_for(_run(server.url, mixed, concurrency, lambda: measured.append(rss_mb(server.pid))), timeout_s)
     )
-    fifth = max(1, len(measured) // 5)
+    bounds = [round(i * len(measured) / 5) for i in range(6)]
+    fifths = [statistics.median(measured[start:end]) for start, end in itertools.pairwise(bounds)]
     return SoakReport(
-        requests,
-        len(warmup),
-        failures,
-        rss_start,
-        statistics.median(measured[:fifth]),
-        statistics.median(measured[-fifth:]),
-        max(warm + measured),
-        time.monotonic() - started,
+        requests, len(warmup), failures, rss_start, fifths, max(warm + measured), time.monotonic() - started
     )
 
 
@@ -147,15 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--bundle", type=Path, help="default: a tiny random model exported to a temp dir")
     args = parser.parse_args(argv)
-    from bench.reliability.run import bundle_for
+    from bench.reliability.run import bundle_for, serve
 
     with tempfile.TemporaryDirectory(prefix="tap-soak-") as tmp:
-        with ServerProcess(bundle_for(args.bundle, Path(tmp)), Path(tmp) / "server.log", SETTINGS) as server:
+        with serve(bundle_for(args.bundle, Path(tmp)), Path(tmp) / "server.log", SETTINGS) as server:
             report = soak(server, args.requests, args.concurrency)
     print(
         f"{report.requests} requests (+{report.warmup_requests} warm-up) in {report.wall_s:.0f} s, "
-        f"{len(report.failures)} failures; RSS {report.rss_start_mb:.0f} MB at start, {report.rss_warm_mb:.0f} MB "
-        f"after warm-up, {report.rss_end_mb:.0f} MB at the end (medians; max {report.rss_max_mb:.0f}): "
+        f"{len(report.failures)} failures; RSS {report.rss_start_mb:.0f} MB at start, then medians per fifth "
+        f"{', '.join(f'{mb:.0f}' for mb in report.rss_fifths_mb)} MB (max {report.rss_max_mb:.0f}): "
         f"{report.growth:+.1%} (limit {MAX_GROWTH:+.0%})"
     )
 

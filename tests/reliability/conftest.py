@@ -15,21 +15,17 @@ from tests.service.conftest import BASE
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Factory: serve(bundle, **settings) -> a ready ServerProcess; stopped and reaped after the test.
-
-    Keyword arguments `cwd`, `env` and `prefix` go to ServerProcess, the rest are settings.
-    """
+    """Factory: serve(bundle, **settings) -> a ready ServerProcess; stopped and reaped after the test."""
     servers: list[ServerProcess] = []
 
-    def start(bundle: Path, *, cwd: Path | None = None, env: dict | None = None, prefix=(), **settings):
-        log = tmp_path / f"server-{len(servers)}.log"
-        server = ServerProcess(bundle, log, {**BASE, **settings}, cwd=cwd, env=env, prefix=prefix)
+    def start(bundle: Path, **settings: object) -> ServerProcess:
+        server = ServerProcess(bundle, tmp_path / f"server-{len(servers)}.log", {**BASE, **settings})
         servers.append(server)
         return server.start()
 
     yield start
     for server in servers:
-        server.__exit__(None, None, None)
+        server.close()
 
 
 @pytest.fixture(scope="session")

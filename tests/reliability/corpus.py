@@ -43,7 +43,13 @@ def raw_png(width: int, height: int, bit_depth: int, color_type: int, channels: 
     row_bytes = width * channels * bit_depth // 8
     rows = b"".join(b"\0" + rng.integers(0, 256, row_bytes, dtype=np.uint8).tobytes() for _ in range(height))
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + extra + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + extra
+        + _chunk(b"IDAT", zlib.compress(rows))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def jpeg_header(width: int, height: int) -> bytes:
@@ -88,7 +94,7 @@ def _raw_multipart(body: str, content_type: str = "multipart/form-data; boundary
 
 def _fields(count: int, filename: bool) -> str:
     disposition = 'name="image"; filename="a.png"' if filename else 'name="field"'
-    return f'--b\r\nContent-Disposition: form-data; {disposition}\r\n\r\nx\r\n' * count + "--b--\r\n"
+    return f"--b\r\nContent-Disposition: form-data; {disposition}\r\n\r\nx\r\n" * count + "--b--\r\n"
 
 
 _gif = saved(Image.fromarray(scene(20, 30)), "GIF")
@@ -105,7 +111,9 @@ EXTRA = [
     Probe("truncated-gif", _upload(_gif[: len(_gif) // 2]), 422, "bad_image"),
     Probe("truncated-webp", _upload(_webp[: len(_webp) // 2]), 422, "bad_image"),
     Probe("ppm", _upload(b"P6\n2 2\n255\n" + bytes(12)), 415, "unsupported_media_type"),
-    Probe("svg", _upload(b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'), 415, "unsupported_media_type"),
+    Probe(
+        "svg", _upload(b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'), 415, "unsupported_media_type"
+    ),
     Probe("16-bit-rgb-png", _upload(raw_png(20, 10, 16, 2, 3)), 200, output=("RGB", (20, 10))),
     Probe("16-bit-rgba-png", _upload(raw_png(20, 10, 16, 6, 4)), 200, output=("RGBA", (20, 10))),
     # Pillow opens 16-bit gray+alpha as RGBA, so unlike 8-bit LA it comes back as colour (reported).
@@ -149,7 +157,9 @@ def check(probe: Probe, response: httpx.Response) -> str | None:
         return f"status {response.status_code}, expected {probe.status}: {response.text[:300]}"
     if probe.status == 200:
         img = decode(response.content)
-        return None if (img.mode, img.size) == probe.output else f"output {img.mode} {img.size}, expected {probe.output}"
+        return (
+            None if (img.mode, img.size) == probe.output else f"output {img.mode} {img.size}, expected {probe.output}"
+        )
     if not response.headers.get("content-type", "").startswith("application/json"):
         return f"content-type {response.headers.get('content-type')!r}, expected JSON"
     body = response.json()
@@ -173,9 +183,11 @@ def warm_up(server) -> None:
         (encode(scene(150, 200), "JPEG"), {"degradation": "haze"}),
         (png(40, 40), {"format": "jpeg"}),
         (png(40, 40), {"format": "webp"}),
+        (png(), {"headers": {"Accept": "application/json"}}),
     ]:
-        assert server.restore(data, **form).status_code == 200
-    assert server.restore(png(), headers={"Accept": "application/json"}).status_code == 200
+        response = server.restore(data, **form)
+        if response.status_code != 200:
+            raise RuntimeError(f"warm-up restore failed with {response.status_code}: {response.text[:300]}")
 
 
 def run_corpus(server, rounds: int = 1) -> CorpusRun:
