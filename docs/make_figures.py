@@ -1,5 +1,5 @@
 """Regenerate docs/before_after.png: drawn scenes under each synthetic weather, restored by a
-bundle in auto mode through the same pipeline the service runs.
+bundle with the weather named (and what auto mode would pick), through the service's pipeline.
 
 The shared datasets may not be published, so the scenes are procedural (training/scenes.py).
 Usage: python docs/make_figures.py [--bundle artifacts/default] [--out docs/before_after.png]
@@ -41,12 +41,12 @@ async def render(bundle: Path, out: Path, size: tuple[int, int]) -> None:
         for i, (weather, severity) in enumerate(WEATHERS):
             clean = draw_city_scene(*size, seed=10 + i)
             degraded = synth.apply(weather, clean, np.random.default_rng(i), severity)
-            result = await pipeline.restore(png_bytes(degraded), "auto")
+            result = await pipeline.restore(png_bytes(degraded), weather)
+            auto = (await pipeline.restore(png_bytes(degraded), "auto")).decision
             restored = Image.open(io.BytesIO(result.data)).convert("RGB")
-            confidence = f" ({result.decision.confidence:.0%})" if result.decision.confidence is not None else ""
             rows.append([
                 labelled(Image.fromarray(to_uint8(degraded)), f"input: synthetic {weather}"),
-                labelled(restored, f"restored, auto mode: {result.decision.label}{confidence}"),
+                labelled(restored, f"degradation={weather}  (auto would pick {auto.label}, {auto.confidence:.0%})"),
                 labelled(Image.fromarray(to_uint8(clean)), "clean scene"),
             ])
     w, h = rows[0][0].size
