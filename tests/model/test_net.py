@@ -121,8 +121,9 @@ def test_checkpoint_round_trip_and_architecture_mismatch(tmp_path):
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     other = TAPNet(NetConfig(**{**NET_VARIANTS["tiny"].to_dict(), "width": 4}))
-    from model.checkpoint import load_state
     from safetensors.torch import load_file
+
+    from model.checkpoint import load_state
 
     with pytest.raises(CheckpointError, match="does not match this architecture"):
         load_state(other, load_file(str(path)), path)
