@@ -122,6 +122,15 @@ class Batcher:
                 self._pending.clear()
         self._executor.shutdown(wait=True)
 
+    def saturated(self) -> str | None:
+        """Why no request can be admitted right now (any size), or None: lets the HTTP layer
+        refuse before reading an upload it could not queue."""
+        if self._closing:
+            return "service is shutting down"
+        if self._in_flight >= self.capacity:
+            return f"queue full ({self._in_flight} tiles in flight, capacity {self.capacity})"
+        return None
+
     def admit(self, tiles: int) -> Ticket:
         """Reserve capacity for `tiles` items or raise QueueFull.
 

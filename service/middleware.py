@@ -1,8 +1,10 @@
 """ASGI guard for POST /restore: cheap refusals before the body is read, and request metrics.
 
 Order: API key (401) -> content type (415, or 422 with no body) -> Content-Length (413)
+-> a saturated queue (503 + Retry-After, before the body is read, so overload is shed cheaply)
 -> the body is counted while it streams in (413 as soon as it passes the limit), so an
-oversized upload is never buffered whole.
+oversized upload is never buffered whole. The arrival time is kept in the request state: the
+request deadline counts from it, not from when the body was parsed.
 """
 
 import time
@@ -28,6 +30,7 @@ class RestoreGuard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        scope.setdefault("state", {})["arrived"] = started
         status = 500
 
         async def send_status(message: Message) -> None:
@@ -37,7 +40,7 @@ class RestoreGuard:
             await send(message)
 
         try:
-            error = self._precheck(Headers(scope=scope))
+            error = self._precheck(Headers(scope=scope)) or self._overloaded(scope)
             if error is not None:
                 if error.reason:
                     metrics.REJECTIONS.labels(reason=error.reason).inc()
@@ -85,6 +88,14 @@ class RestoreGuard:
             if size > limit:
                 return too_large(size, limit)
         return None
+
+    def _overloaded(self, scope: Scope) -> ApiError | None:
+        batcher = getattr(scope["app"].state, "batcher", None)
+        reason = batcher.saturated() if batcher is not None else None
+        if reason is None:
+            return None
+        retry = {"Retry-After": str(self.settings.retry_after_s)}
+        return ApiError(503, "queue_full", f"{reason}; retry later", reason="queue_full", headers=retry)
 
     def _limited(self, receive: Receive) -> Receive:
         limit = self.settings.max_upload_bytes

@@ -175,7 +175,7 @@ async def restore(
     """Restore one photo. `degradation=auto` lets the classifier choose: a confidently clean
     photo comes back untouched, and two likely weathers are restored with a mixture of their
     prompts (`X-Degradation: rain+haze`)."""
-    started = time.perf_counter()
+    started = getattr(request.state, "arrived", None) or time.perf_counter()  # set by RestoreGuard
     degradation = degradation_form or degradation_query or AUTO
     as_json, fmt = negotiate(accept, format_form or format_query)
     quality = quality_form or quality_query

@@ -78,9 +78,11 @@ def test_admission_is_bounded_in_tiles():
 
     async def go(batcher):
         first = batcher.admit(50)
+        assert batcher.saturated() is None  # room left: the HTTP layer reads the upload
         with pytest.raises(QueueFull, match="queue full"):
             batcher.admit(20)
         second = batcher.admit(14)  # exactly fills the capacity of 64
+        assert "queue full" in batcher.saturated()  # the HTTP layer refuses before reading bodies
         first.release()
         first.release()  # idempotent
         assert batcher.in_flight == 14
