@@ -12,7 +12,7 @@ from model.prompts import PromptBank
 
 CLEAN_CLASS = "clean"
 DEFAULT_TASKS = ("rain", "raindrop", "haze", "snow")
-STAGES = ("pretrain", "prompt-tune", "add-task")
+STAGES = ("pretrain", "prompt-tune", "add-task", "classifier")
 
 
 @dataclass(frozen=True)
@@ -178,12 +178,15 @@ class TAPNet(nn.Module):
 
         pretrain: the backbone. prompt-tune: task-general prompt factors and interaction,
         all task cores, the degradation encoder and key projection. add-task: one task core.
+        classifier: the encoder and key projection alone (restoration stays bit-identical).
         """
         named = dict(self.named_parameters())
         if stage_name == "pretrain":
             return {k: p for k, p in named.items() if k.startswith("backbone.")}
         if stage_name == "prompt-tune":
             return {k: p for k, p in named.items() if k.startswith(("prompts.", "encoder.", "keys."))}
+        if stage_name == "classifier":
+            return {k: p for k, p in named.items() if k.startswith(("encoder.", "keys."))}
         if stage_name == "add-task":
             if task not in self.tasks:
                 raise KeyError(f"unknown task {task!r}; known: {self.tasks}")

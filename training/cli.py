@@ -69,6 +69,12 @@ def cmd_prompt_tune(args: argparse.Namespace) -> None:
     prompt_tune(_config(args), Path(args.out), resume=args.resume)
 
 
+def cmd_tune_classifier(args: argparse.Namespace) -> None:
+    from training.loops import tune_classifier
+
+    tune_classifier(_config(args), Path(args.out), resume=args.resume)
+
+
 def cmd_add_task(args: argparse.Namespace) -> None:
     from training.loops import add_task
 
@@ -163,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     training_args(p)
     p.add_argument("--init", required=True, help="stage-1 model.safetensors")
     p.set_defaults(func=cmd_prompt_tune)
+
+    p = sub.add_parser("tune-classifier", help="auto mode: only the degradation encoder and keys train")
+    training_args(p)
+    p.add_argument("--init", required=True, help="prompt-tuned model.safetensors")
+    p.set_defaults(func=cmd_tune_classifier)
 
     p = sub.add_parser("add-task", help="teach a new weather: only its task core trains")
     p.add_argument("name")

@@ -5,6 +5,8 @@ Stage 1 pretrain:    backbone on all weathers mixed, no task information (zero p
 Stage 2 prompt-tune: backbone frozen; prompt factors, task cores and encoder train with
                      restoration + InfoNCE + prompt-relatedness losses.
 add-task:            only one new task core trains; every other output stays bit-identical.
+tune-classifier:     only the degradation encoder and key projection train (auto mode gets its
+                     own budget and batch size; restoration stays bit-identical).
 """
 
 import csv
@@ -116,6 +118,20 @@ class AddTaskStep(nn.Module):
         logits = self.model.embed(encoder_view(lq)) @ self.model.keys(vectors).t() / self.model.keys.temperature
         nce = info_nce(logits, torch.full_like(task, self.task_index))
         return charbonnier(pred, gt) + self.nce_weight * nce, pred, {"nce": nce.detach()}
+
+
+class ClassifierStep(nn.Module):
+    """tune-classifier: InfoNCE against fixed task keys; no restoration (pred is the input)."""
+
+    def __init__(self, model: TAPNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
+        keys = self.model.keys(self.model.task_vectors().detach())
+        logits = self.model.embed(encoder_view(lq)) @ keys.t() / self.model.keys.temperature
+        loss = info_nce(logits, task)
+        return loss, lq, {"acc": (logits.argmax(1) == task).float().mean()}
 
 
 def build_training_set(cfg: TrainConfig, tasks: list[str], synthetic: bool = True) -> Dataset:
@@ -323,6 +339,17 @@ def prompt_tune(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TAPNet
     dataset = build_training_set(cfg, model.tasks)
     step = PromptTuneStep(model, relatedness, cfg)
     return fit(step, params, dataset, cfg, out_dir, "prompt-tune", resume, {"relatedness": table})
+
+
+def tune_classifier(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TAPNet:
+    """Train the auto-mode classifier alone on a prompt-tuned model (cfg.init)."""
+    if not cfg.init:
+        raise ValueError("tune-classifier needs a prompt-tuned checkpoint: --init PATH/model.safetensors")
+    seed_everything(cfg.seed)
+    model = load_model(Path(cfg.init))[0]
+    params = model.freeze_for("classifier")
+    dataset = build_training_set(cfg, model.tasks)
+    return fit(ClassifierStep(model), params, dataset, cfg, out_dir, "tune-classifier", resume)
 
 
 def load_generator(spec: str):

@@ -86,6 +86,8 @@ def test_stage_trainable_sets_are_exactly_as_stated():
     assert {f"prompts.cores.{t}" for t in model.tasks} <= prompt_tune
     assert any(n.startswith("prompts.levels.") and n.endswith("basis_u") for n in prompt_tune)
     assert any(n.startswith("encoder.") for n in prompt_tune)
+    classifier = trainable(model, "classifier")
+    assert classifier == {n for n in names if n.startswith(("encoder.", "keys."))} and classifier
     model.add_task("sandstorm")
     assert trainable(model, "add-task", "sandstorm") == {"prompts.cores.sandstorm"}
     with pytest.raises(ValueError, match="unknown stage"):

@@ -13,7 +13,7 @@ from model.checkpoint import load_model
 from model.net import NET_VARIANTS, TAPNet
 from training.cli import main as tap_train
 from training.config import load_config
-from training.loops import add_task, pretrain, prompt_tune
+from training.loops import add_task, pretrain, prompt_tune, tune_classifier
 from training.train_state import load_train_state, save_train_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,3 +173,16 @@ def test_add_task_generator_does_not_leak_into_the_registry():
     from training import synth
 
     assert "fog" not in synth.GENERATORS
+
+
+def test_tune_classifier_changes_only_the_classifier(prompt_tuned, tiny_clean_dir, tmp_path):
+    base, _ = load_model(prompt_tuned / "model.safetensors")
+    base.eval().requires_grad_(False)
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir, steps=3) + [f"init={prompt_tuned / 'model.safetensors'}"])
+    tuned = tune_classifier(cfg, tmp_path)
+    diff = changed(base, tuned)
+    assert diff and all(k.startswith(("encoder.", "keys.")) for k in diff)
+    lq = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.equal(base(lq, base.prompt_for(["rain", "haze"])), tuned(lq, tuned.prompt_for(["rain", "haze"])))
+    assert "acc" in (tmp_path / "metrics.csv").read_text().splitlines()[0]
