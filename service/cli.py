@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -103,6 +104,8 @@ def cmd_serve(args) -> int:
     if args.device:
         overrides["device"] = args.device
     app = create_app(Settings(**overrides))
+    # uvicorn drains, then re-raises the SIGTERM it caught; exit 0 then, as orchestrators expect.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # One process per GPU: the batcher, queue bound and metrics all live in this process.
     uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level, timeout_graceful_shutdown=30)
     return 0

@@ -6,7 +6,6 @@ complete, within a bound.
 """
 
 import asyncio
-import signal
 import time
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ SETTINGS: dict[str, object] = {
     "prompt_reload_interval_s": 0,
 }
 PROBE_EVERY_S = 0.1
-CLEAN_EXIT = (0, -signal.SIGTERM)  # uvicorn re-raises the SIGTERM it handled once shut down
+CLEAN_EXIT = (0,)  # `tap-restore serve` exits 0 after a graceful shutdown
 # Logged by uvicorn after the lifespan shutdown (batcher drained and closed) returned.
 SHUTDOWN_COMPLETE = "Application shutdown complete."
 
