@@ -129,7 +129,7 @@ def shutdown_row(bundle: Path, folder: Path, requests: int) -> list[str]:
     return [
         f"SIGTERM with {requests} restores in flight",
         f"{ok}/{requests} in-flight → 200; {len(late)} new requests while draining: {refused} refused, "
-        f"{unavailable}×503; exit status {report.returncode} (uvicorn re-raises SIGTERM) after "
+        f"{unavailable}×503; exit status {report.returncode} after "
         f"**{report.exit_s:.2f} s**",
     ]
 
