@@ -134,17 +134,25 @@ class ClassifierStep(nn.Module):
         return loss, lq, {"acc": (logits.argmax(1) == task).float().mean()}
 
 
+def synthetic_from(cfg: TrainConfig, tasks: list[str], **overrides) -> SyntheticWeather:
+    """The synthetic training set that cfg.data describes, with per-use overrides."""
+    d = cfg.data
+    options = {
+        "length": d.samples_per_epoch,
+        "split": "train",
+        "holdout_every": d.holdout_every,
+        "severity": (d.severity_min, d.severity_max),
+        "clean_prob": d.clean_prob,
+        "mixed_prob": d.mixed_prob,
+        "seed": cfg.seed,
+    }
+    return SyntheticWeather(Path(d.clean_dir), tasks, d.crop, **(options | overrides))
+
+
 def build_training_set(cfg: TrainConfig, tasks: list[str], synthetic: bool = True) -> Dataset:
     """Synthetic pairs from clean photos, plus any paired folders and list files."""
     d = cfg.data
-    parts: list[Dataset] = []
-    if synthetic:
-        parts.append(
-            SyntheticWeather(
-                Path(d.clean_dir), tasks, d.crop, d.samples_per_epoch, "train", d.holdout_every,
-                (d.severity_min, d.severity_max), d.clean_prob, d.mixed_prob, cfg.seed,
-            )
-        )
+    parts: list[Dataset] = [synthetic_from(cfg, tasks)] if synthetic else []
     parts += [PairedFolder(path, idx, d.crop, cfg.seed) for idx, path in parse_sources(d.paired, tasks)]
     parts += [ListFile(path, idx, d.crop, seed=cfg.seed) for idx, path in parse_sources(d.lists, tasks)]
     if not parts:
@@ -299,17 +307,19 @@ def measure_relatedness(model: TAPNet, cfg: TrainConfig) -> torch.Tensor:
     """R[i, j]: cosine similarity of the shifts that weathers i and j cause in the pretrained
     backbone's bottleneck features (degraded minus clean, pooled, averaged over images)."""
     model.eval()
-    shifts = []
-    for task in model.tasks:
-        d = cfg.data
-        dataset = SyntheticWeather(
-            Path(d.clean_dir), [task], d.crop, d.batch_size * cfg.loss.relatedness_batches, "train",
-            d.holdout_every, (d.severity_min, d.severity_max), 0.0, 0.0, cfg.seed + 1,
-        )
-        loader = DataLoader(dataset, batch_size=d.batch_size)
-        total = sum((model.bottleneck_features(b["lq"]) - model.bottleneck_features(b["gt"])).sum(0) for b in loader)
-        shifts.append(total / len(dataset))
-    shifts = torch.stack(shifts)
+    n_tasks = len(model.tasks)
+    batch = cfg.data.batch_size
+    dataset = synthetic_from(
+        cfg, model.tasks, length=n_tasks * batch * cfg.loss.relatedness_batches, clean_prob=0.0, mixed_prob=0.0,
+        seed=cfg.seed + 1,
+    )
+    sums = torch.zeros(n_tasks, model.backbone.level_channels(model.cfg)[0])  # (T, C) of the bottleneck
+    counts = torch.zeros(n_tasks)
+    for b in DataLoader(dataset, batch_size=batch):
+        shift = model.bottleneck_features(b["lq"]) - model.bottleneck_features(b["gt"])  # (B, C)
+        sums.index_add_(0, b["task"], shift)
+        counts += torch.bincount(b["task"], minlength=n_tasks)
+    shifts = sums / counts.clamp_min(1)[:, None]
     # Centered, so R says how weathers differ from the average weather, not that all degrade.
     return prompt_similarity(shifts - shifts.mean(0, keepdim=True))
 
@@ -379,10 +389,7 @@ def add_task(
     parts: list[Dataset] = [PairedFolder(path, index, d.crop, cfg.seed) for path in paired]
     if generator:
         parts.append(
-            SyntheticWeather(
-                Path(d.clean_dir), [task], d.crop, d.samples_per_epoch, "train", d.holdout_every,
-                (d.severity_min, d.severity_max), 0.0, 0.0, cfg.seed, generators={task: load_generator(generator)},
-            )
+            synthetic_from(cfg, [task], clean_prob=0.0, mixed_prob=0.0, generators={task: load_generator(generator)})
         )
     dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     step = AddTaskStep(model, task, cfg.loss.nce_weight)
