@@ -357,6 +357,16 @@ def write_markdown(out_dir: Path, name: str, title: str, header: list[str], body
     return path
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write and close a matplotlib figure (closed, so repeated runs do not pile up figures)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_path(out_dir: Path, name: str) -> Path:
     """Where a benchmark's PNG goes; matplotlib switched to a non-interactive backend."""
     import matplotlib

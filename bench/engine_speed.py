@@ -31,6 +31,7 @@ from bench.common import (
     parse_size,
     photo_like,
     plot_path,
+    save_figure,
     service_engine,
     write_markdown,
 )
@@ -291,10 +292,7 @@ def _plot(results: list[tuple[str, float, float, float]], out_dir: Path) -> Path
     ax.set_ylabel("megapixels / s")
     ax.set_ylim(0, 1.2 * max(max(r[1], r[2]) for r in results))  # room for the ratio labels
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 if __name__ == "__main__":

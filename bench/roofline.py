@@ -36,6 +36,7 @@ from bench.common import (
     model_under_test,
     photo_like,
     plot_path,
+    save_figure,
     service_engine,
     write_markdown,
 )
@@ -273,10 +274,7 @@ def _plot(bars: dict[str, float], theoretical: float, practical: float, out_dir:
     ax.axvline(TARGET * practical, color="tab:green", linestyle=":", label=f"target {TARGET:.0%} of practical")
     ax.set_xlabel(f"GFLOP/s ({available_cpus()} CPUs)")
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from bench.common import (
     parse_size,
     photo_like,
     plot_path,
+    save_figure,
     service_engine,
     write_markdown,
 )
@@ -343,10 +344,7 @@ def _plot(mps: dict[str, float], out_dir: Path) -> Path:
     ax.set_ylabel("restored megapixels / s")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 if __name__ == "__main__":
