@@ -31,28 +31,33 @@ def cmd_model_info(args: argparse.Namespace) -> None:
           f"one task's prompt vector = {model.prompt_dim / total:.3%} of total (limit 0.5%)")
 
 
-def cmd_preview_synth(args: argparse.Namespace) -> None:
+def training_photo_crops(clean_dir: Path, n: int, size: int) -> list:
+    """n square crops (size x size, float 0..1) spread over the training photos, never held-out ones."""
     import numpy as np
     from PIL import Image
 
+    from training.config import DataConfig
     from training.datasets import list_images, split_clean
-    from training.synth import preview_sheet
 
-    if args.procedural:
-        from training.scenes import draw_city_scene
-
-        crops = [draw_city_scene(args.size, args.size, seed=i) for i in range(args.n)]
-        preview_sheet(crops, Path(args.out), seed=args.seed)
-        print(f"wrote {args.out}")
-        return
-    files = split_clean(list_images(Path(args.clean_dir)), 11, "train")[:: max(1, 160 // args.n)][: args.n]
+    files = split_clean(list_images(clean_dir), DataConfig().holdout_every, "train")
     crops = []
-    for path in files:
+    for path in files[:: max(1, len(files) // n)][:n]:
         with Image.open(path) as img:
             img = img.convert("RGB")
             side = min(img.size)
-            img = img.crop((0, 0, side, side)).resize((args.size, args.size), Image.Resampling.BICUBIC)
+            img = img.crop((0, 0, side, side)).resize((size, size), Image.Resampling.BICUBIC)
             crops.append(np.asarray(img, dtype=np.float32) / 255.0)
+    return crops
+
+
+def cmd_preview_synth(args: argparse.Namespace) -> None:
+    from training.scenes import draw_city_scene
+    from training.synth import preview_sheet
+
+    if args.procedural:
+        crops = [draw_city_scene(args.size, args.size, seed=i) for i in range(args.n)]
+    else:
+        crops = training_photo_crops(Path(args.clean_dir), args.n, args.size)
     preview_sheet(crops, Path(args.out), seed=args.seed)
     print(f"wrote {args.out}")
 

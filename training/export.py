@@ -208,6 +208,5 @@ def export_bundle(
     staging.rename(out_dir)
     if triton_dir is not None:
         write_triton_repo(out_dir, Path(triton_dir), d)
-    load_bundle(out_dir)
     log.info("exported %s (parity %s)", out_dir, parity)
     return out_dir
