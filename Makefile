@@ -17,7 +17,9 @@ $(BIN)/.installed: pyproject.toml
 serve: $(BIN)/.installed
 	TAP_BUNDLE_PATH=$(BUNDLE) $(BIN)/tap-restore serve --host 0.0.0.0 --port $(PORT)
 
+# What CI runs (.ci/run): the integration tests' system programs where this machine can install them, then every test.
 test: $(BIN)/.installed
+	bash .ci/system-deps.sh
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed

@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # System programs the integration tests use (Prometheus, docker-compose's config check, Chromium
-# for the web-page tests). Installed with apt-get when this machine can; each test that needs a
-# missing program skips with a message saying which.
+# for the web-page tests). `make test` (and so CI) runs this first. Installs what is missing with
+# apt-get when this machine can (root or passwordless sudo); each test that needs a missing
+# program skips with a message saying which.
 set -uo pipefail
 PACKAGES=(docker-compose prometheus chromium chromium-driver)
 if ! command -v apt-get >/dev/null; then
     echo "system-deps: no apt-get here; install ${PACKAGES[*]} yourself or their tests skip" >&2
     exit 0
 fi
+MISSING=()
+for package in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || MISSING+=("$package")
+done
+[ ${#MISSING[@]} -gt 0 ] || exit 0  # all there: no apt-get update on every `make test`
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+if [ "$(id -u)" -ne 0 ]; then
+    if ! sudo -n true 2>/dev/null; then
+        echo "system-deps: ${MISSING[*]} missing, and no root or passwordless sudo to install them;" \
+            "their tests skip (to install: sudo bash .ci/system-deps.sh)" >&2
+        exit 0
+    fi
+    SUDO="sudo -n"
+fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq || true
-$SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" \
+$SUDO apt-get install -y -qq --no-install-recommends "${MISSING[@]}" \
     || echo "system-deps: some packages could not be installed; their tests will be skipped" >&2

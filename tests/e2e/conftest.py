@@ -1,7 +1,8 @@
 """The service plus its web page on loopback, and a headless Debian Chromium driven by selenium.
 
 Only the system chromium/chromedriver are used (Service(path) skips Selenium Manager, and
-SE_OFFLINE forbids it anyway): CI installs them with apt (`.ci/run`); elsewhere the tests skip.
+SE_OFFLINE forbids it anyway): `make test` installs them with apt where it can
+(`.ci/system-deps.sh`); elsewhere the tests skip.
 """
 
 import os
