@@ -26,6 +26,24 @@ class DataConfig:
     holdout_every: int = 11  # every Nth clean photo (sorted) is synthetic validation, never trained on
     paired: list[str] = field(default_factory=list)  # "task=DIR" with DIR/input and DIR/target
     lists: list[str] = field(default_factory=list)  # "task=FILE" AllWeather-style list files
+    # Data engine (issue 12). 1: the original generators, synthetic + paired + lists concatenated
+    # (today's training data, bit-identical; the ablation baseline). 2: realistic generators and
+    # the weighted mixture below; every option from here on applies to version 2 only.
+    synth_version: int = 2
+    streaks_dir: str = "../shared/data/rain-streaks"  # rendered streak layers for rain ("" = procedural only)
+    depth_dir: str = "../shared/data/rgbd-indoor"  # image/ + depth/ for RESIDE-style haze ("" = none)
+    # Real pairs, mixed in by weight: random crops with scale jitter and flips, so 18 pairs are
+    # seen often enough to matter but never as the same crop twice.
+    real_pairs: list[str] = field(
+        default_factory=lambda: ["rain=../shared/data/train/rain-heavy", "raindrop=../shared/data/train/raindrop"]
+    )
+    # Sampling weights: an item comes from a source with probability weight / sum of weights.
+    # Defaults: synthetic 1.0 (~83%), depth haze 0.12 (~10%), rain-heavy 0.06 (~5%: ~11 crops per pair
+    # per 4096-sample epoch), raindrop 0.02 (~2%), each data.paired / data.lists entry 0.1.
+    synthetic_weight: float = 1.0
+    depth_haze_weight: float = 0.12
+    real_pair_weights: list[float] = field(default_factory=lambda: [0.06, 0.02])  # one per real_pairs entry
+    paired_weight: float = 0.1  # each data.paired / data.lists entry, in version 2
 
 
 @dataclass
@@ -61,9 +79,9 @@ class TrainConfig:
     steps: int = 2000
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16/fp16 autocast on CUDA only
-    channels_last: bool = True  # CUDA only
-    threads: int = 0  # torch intra-op threads on CPU; 0 = torch default
+    amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX); else fp32
+    channels_last: bool = True  # NHWC activations and weights (oneDNN and cuDNN both prefer it)
+    threads: int = 0  # torch intra-op threads on CPU; 0 = torch default (one per core)
     log_every: int = 20
     save_every: int = 500
     init: str = ""  # weights to start from (a model.safetensors); stage-specific meaning

@@ -4,11 +4,14 @@
   scale jitter, flips, task sampling, optional stacked weathers).
 - PairedFolder: DIR/input and DIR/target with the same file names, one task per folder.
 - ListFile: AllWeather-style lists (one input path a line; target path derived).
+- DepthHaze: RESIDE-style haze on indoor photos with their real depth maps.
+- WeightedMix: draws each item from one of those sources with a configured probability.
 `task` indexes the class list: the tasks, then `clean` last.
 """
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -16,12 +19,17 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from training import synth
+from training.config import DataConfig
+from training.errors import DataError
+from training.synth.assets import DepthBank, StreakBank
+from training.synth.common import resize_bilinear
+from training.synth.v2.haze import depth_haze
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+DEPTH_BORDER = 10  # NYU frames carry a ~10 px invalid border (image pixels); SOTS crops it too
+DEPTH_SCALE = 10.0 / 255  # rgbd-indoor depth PNG value -> metres (only the ratio to the max matters)
 
-
-class DataError(ValueError):
-    """A dataset problem; the message names the path."""
+__all__ = ["DataError", "DepthHaze", "ListFile", "PairedFolder", "SyntheticWeather", "WeightedMix"]
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -88,8 +96,13 @@ class SyntheticWeather(Dataset):
         clean_prob: float = 0.1,
         mixed_prob: float = 0.0,
         seed: int = 0,
-        generators: Mapping[str, synth.WeatherFn] = synth.GENERATORS,
+        generators: Mapping[str, synth.WeatherFn] | None = None,
+        version: int = 1,
+        streaks_dir: Path | None = None,
     ) -> None:
+        if generators is None:  # v2 rain composites rendered streak layers, read once here
+            streaks = StreakBank.load(Path(streaks_dir)) if version >= 2 and streaks_dir else None
+            generators = synth.generators(version, streaks)
         unknown = sorted(set(tasks) - set(generators))
         if unknown:
             raise DataError(f"no synthetic generator for task(s) {unknown}; known: {list(generators)}")
@@ -111,7 +124,10 @@ class SyntheticWeather(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return self.sample(np.random.default_rng([self.seed, self.epoch, index]))
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        """One pair drawn with `rng` (WeightedMix calls this with its own per-index rng)."""
         img = self.images[int(rng.integers(len(self.images)))]
         scale = float(rng.uniform(0.5, 1.0)) if min(img.shape[:2]) >= 2 * self.crop else 1.0
         (gt_u8,) = random_crop([img], self.crop, rng, scale)
@@ -158,6 +174,24 @@ class PairedFolder(Dataset):
             lq, gt = random_crop([lq, gt], self.crop, rng)
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index, "name": lq_path.name}
 
+    def sample(self, rng: np.random.Generator, scale: tuple[float, float] = (0.6, 1.1)) -> dict:
+        """A random pair as a random crop (scale jitter, flip) of self.crop: few pairs, many crops.
+
+        Decoded pairs are kept (a few dozen real pairs fit in memory; each worker fills its own).
+        """
+        index = int(rng.integers(len(self.pairs)))
+        cache = self.__dict__.setdefault("_decoded", {})
+        if index not in cache:
+            lq_path, gt_path = self.pairs[index]
+            lq, gt = read_rgb(lq_path), read_rgb(gt_path)
+            if lq.shape != gt.shape:
+                raise DataError(f"size mismatch: {lq_path} {lq.shape} vs {gt_path} {gt.shape}")
+            cache[index] = (lq, gt)
+        lq, gt = cache[index]
+        crop = self.crop or min(lq.shape[:2])
+        lq, gt = random_crop([lq, gt], crop, rng, float(rng.uniform(*scale)))
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index}
+
 
 class ListFile(PairedFolder):
     """AllWeather-style list: one input path a line (relative to the list's folder).
@@ -196,6 +230,85 @@ class ListFile(PairedFolder):
         self.task_index, self.crop, self.seed = task_index, crop, seed
 
 
+class DepthHaze(Dataset):
+    """Indoor photos hazed through their real depth as RESIDE's ITS was made (see v2/haze.py).
+
+    Depth maps are read once (320x240, a few dozen MB for 700); photos are decoded per item.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        task_index: int,
+        crop: int,
+        length: int,
+        severity: tuple[float, float] = (0.0, 1.0),
+        seed: int = 0,
+    ) -> None:
+        self.bank = DepthBank.load(Path(root))
+        self.task_index, self.crop, self.length = task_index, crop, length
+        self.severity, self.seed, self.epoch = severity, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        return self.sample(np.random.default_rng([self.seed, self.epoch, index]))
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        index = int(rng.integers(len(self.bank.images)))
+        img = read_rgb(self.bank.images[index])
+        h, w = img.shape[:2]
+        b = DEPTH_BORDER
+        if min(h, w) <= 2 * b + 1:
+            raise DataError(f"depth-data image too small for its {b} px border: {self.bank.images[index]}")
+        depth = resize_bilinear(self.bank.depths[index].astype(np.float32) * DEPTH_SCALE, h, w)[b:-b, b:-b]
+        img = np.ascontiguousarray(img[b:-b, b:-b])
+        depth = depth / max(float(depth.max()), 1e-3)  # RESIDE: depth relative to the image's farthest point
+        scale = float(rng.uniform(0.5, 1.0)) if min(img.shape[:2]) >= 2 * self.crop else 1.0
+        gt_u8, depth = random_crop([img, np.ascontiguousarray(depth)], self.crop, rng, scale)
+        gt = gt_u8.astype(np.float32) / 255.0
+        lq = depth_haze(gt, np.ascontiguousarray(depth), rng, float(rng.uniform(*self.severity)))
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index}
+
+
+class Source(Protocol):
+    def sample(self, rng: np.random.Generator) -> dict: ...
+
+
+class WeightedMix(Dataset):
+    """Each item comes from source k with probability weights[k] / sum(weights).
+
+    Deterministic per (seed, epoch, index): the item's rng picks the source, then the source
+    draws its pair from the same rng. Picklable (the sources are plain datasets).
+    """
+
+    def __init__(self, sources: Sequence[Source], weights: Sequence[float], length: int, seed: int = 0) -> None:
+        if len(sources) != len(weights) or not sources:
+            raise ValueError(f"need one weight per source: {len(sources)} sources, {len(weights)} weights")
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"source weights must be >= 0 with a positive sum, got {list(weights)}")
+        self.sources = list(sources)
+        self.probs = np.asarray(weights, dtype=np.float64) / float(sum(weights))
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        for source in self.sources:
+            if hasattr(source, "set_epoch"):
+                source.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index, 1])  # 1: not the synthetic set's stream
+        return self.sources[int(rng.choice(len(self.sources), p=self.probs))].sample(rng)
+
+
 def parse_sources(entries: Sequence[str], tasks: Sequence[str]) -> list[tuple[int, Path]]:
     """['rain=/data/rain100h', ...] -> [(task index, path)]; unknown tasks are errors."""
     sources = []
@@ -207,3 +320,37 @@ def parse_sources(entries: Sequence[str], tasks: Sequence[str]) -> list[tuple[in
             raise DataError(f"unknown task {task!r} in {entry!r}; known: {list(tasks)}")
         sources.append((list(tasks).index(task), Path(path)))
     return sources
+
+
+def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: Dataset | None) -> WeightedMix:
+    """Data engine v2: `synthetic` (built by the caller), depth haze, real pairs, paired folders
+    and list files, each drawn with its configured weight; a zero weight leaves a source out."""
+    if len(d.real_pair_weights) != len(d.real_pairs):
+        raise DataError(f"data.real_pair_weights needs one weight per data.real_pairs entry: {d.real_pairs}")
+    sources: list[Source] = []
+    weights: list[float] = []
+
+    def add(weight: float, make) -> None:
+        if weight > 0:
+            sources.append(make())
+            weights.append(weight)
+
+    if synthetic is not None:
+        add(d.synthetic_weight, lambda: synthetic)
+    if d.depth_dir and "haze" in tasks:
+        severity = (d.severity_min, d.severity_max)
+        haze = list(tasks).index("haze")
+        add(
+            d.depth_haze_weight, lambda: DepthHaze(Path(d.depth_dir), haze, d.crop, d.samples_per_epoch, severity, seed)
+        )
+    real = [entry for entry in d.real_pairs if entry.partition("=")[0] in tasks]  # add-task models may lack one
+    real_weights = [w for entry, w in zip(d.real_pairs, d.real_pair_weights, strict=True) if entry in real]
+    for (index, path), weight in zip(parse_sources(real, tasks), real_weights, strict=True):
+        add(weight, lambda index=index, path=path: PairedFolder(path, index, d.crop, seed))
+    for index, path in parse_sources(d.paired, tasks):
+        add(d.paired_weight, lambda index=index, path=path: PairedFolder(path, index, d.crop, seed))
+    for index, path in parse_sources(d.lists, tasks):
+        add(d.paired_weight, lambda index=index, path=path: ListFile(path, index, d.crop, seed=seed))
+    if not sources:
+        raise ValueError("no training data: every source is off or has weight 0")
+    return WeightedMix(sources, weights, d.samples_per_epoch, seed)

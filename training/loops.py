@@ -30,7 +30,7 @@ from model.checkpoint import load_model, save_weights
 from model.encoder import encoder_view
 from model.net import NET_VARIANTS, TAPNet
 from training.config import TrainConfig, save_config, to_dict
-from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources
+from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources, training_mixture
 from training.distributed import World, init_distributed, shutdown_distributed
 from training.losses import batch_psnr, charbonnier, info_nce, prompt_similarity, relatedness_loss
 from training.train_state import load_train_state, save_train_state
@@ -145,13 +145,23 @@ def synthetic_from(cfg: TrainConfig, tasks: list[str], **overrides) -> Synthetic
         "clean_prob": d.clean_prob,
         "mixed_prob": d.mixed_prob,
         "seed": cfg.seed,
+        "version": d.synth_version,
+        "streaks_dir": Path(d.streaks_dir) if d.streaks_dir else None,
     }
     return SyntheticWeather(Path(d.clean_dir), tasks, d.crop, **(options | overrides))
 
 
 def build_training_set(cfg: TrainConfig, tasks: list[str], synthetic: bool = True) -> Dataset:
-    """Synthetic pairs from clean photos, plus any paired folders and list files."""
+    """Synthetic pairs from clean photos, plus any paired folders and list files.
+
+    Data engine v2 mixes every source by its configured weight (datasets.training_mixture);
+    v1 concatenates them as before, bit-identical.
+    """
     d = cfg.data
+    if d.synth_version not in (1, 2):
+        raise ValueError(f"data.synth_version must be 1 or 2, got {d.synth_version}")
+    if d.synth_version == 2:
+        return training_mixture(d, tasks, cfg.seed, synthetic_from(cfg, tasks) if synthetic else None)
     parts: list[Dataset] = [synthetic_from(cfg, tasks)] if synthetic else []
     parts += [PairedFolder(path, idx, d.crop, cfg.seed) for idx, path in parse_sources(d.paired, tasks)]
     parts += [ListFile(path, idx, d.crop, seed=cfg.seed) for idx, path in parse_sources(d.lists, tasks)]

@@ -1,13 +1,18 @@
-"""The synthetic weather generators: output contract, determinism, strength, contact sheet."""
+"""The synthetic weather generators (v1 and v2): output contract, determinism, strength, contact sheet."""
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from training.synth import TASKS, apply, preview_sheet
+from training.datasets import DataError
+from training.scenes import draw_city_scene
+from training.synth import TASKS, apply, generators, preview_sheet
+from training.synth.assets import DepthBank, StreakBank
 from training.synth.sheet import HEADER, PAD, sheet_columns
+from training.synth.v2.haze import depth_haze
 
 CLEAN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clean"
 PHOTOS = ("kodim04.png", "kodim21.png", "urban_img_015.png", "flowers.png")
@@ -24,13 +29,31 @@ PSNR_BANDS = {
 MIN_GAP_DB = 4.0  # heavy must be clearly worse than light
 
 
-def scene(h: int, w: int) -> np.ndarray:
-    """Deterministic stand-in photo: colour gradients, a bright disc and fine stripes."""
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    disc = ((ys - h / 3) ** 2 + (xs - w / 2) ** 2 < (min(h, w) / 4) ** 2).astype(np.float32)
-    stripes = 0.5 + 0.5 * np.sin(xs * 0.9)
-    img = np.stack([ys / h, xs / w, 0.3 * stripes + 0.2], axis=-1) * 0.8 + 0.2 * disc[..., None]
-    return np.clip(img, 0, 1).astype(np.float32)
+# sha256 (first 16 hex) of v1 outputs on draw_city_scene(48, 64, seed=1), rng 3, severity 0.6,
+# recorded before data engine v2 existed: v1 is the ablation baseline and must never drift.
+V1_DIGESTS = {
+    "rain": "ad7b47a4381245ba",
+    "raindrop": "86ac442d9bb92736",
+    "haze": "89d8c2896e8713f1",
+    "snow": "22029a1c98e2c94f",
+}
+
+
+@pytest.fixture(scope="module")
+def streak_bank(tmp_path_factory: pytest.TempPathFactory) -> StreakBank:
+    """Three tiny fake streak layers: thin bright vertical lines on black."""
+    folder = tmp_path_factory.mktemp("streaks")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        layer = np.zeros((40, 56), np.uint8)
+        layer[:, rng.integers(0, 56, 8)] = rng.integers(80, 255, 8).astype(np.uint8)
+        Image.fromarray(layer).save(folder / f"{i}-4.png")
+    return StreakBank.load(folder)
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["v1", "v2"])
+def engine(request: pytest.FixtureRequest, streak_bank: StreakBank) -> dict:
+    return generators(request.param, streak_bank)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -57,10 +80,10 @@ def test_tasks_are_the_contract() -> None:
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("shape", [(64, 64), (96, 128), (16, 16), (16, 61), (70, 17)])
 @pytest.mark.parametrize("severity", [0.0, 0.2, 1.0])
-def test_output_contract(task: str, shape: tuple[int, int], severity: float) -> None:
-    clean = scene(*shape)
+def test_output_contract(task: str, shape: tuple[int, int], severity: float, engine: dict) -> None:
+    clean = draw_city_scene(*shape)
     before = clean.copy()
-    out = apply(task, clean, np.random.default_rng(0), severity)
+    out = apply(task, clean, np.random.default_rng(0), severity, engine)
     assert out.shape == clean.shape
     assert out.dtype == np.float32
     assert np.isfinite(out).all()
@@ -70,17 +93,17 @@ def test_output_contract(task: str, shape: tuple[int, int], severity: float) -> 
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_float64_input_gives_float32(task: str) -> None:
-    out = apply(task, scene(32, 48).astype(np.float64), np.random.default_rng(0), 0.5)
+def test_float64_input_gives_float32(task: str, engine: dict) -> None:
+    out = apply(task, draw_city_scene(32, 48).astype(np.float64), np.random.default_rng(0), 0.5, engine)
     assert out.dtype == np.float32
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_deterministic_per_seed(task: str) -> None:
-    clean = scene(64, 80)
-    first = apply(task, clean, np.random.default_rng(7), 0.6)
-    again = apply(task, clean, np.random.default_rng(7), 0.6)
-    other = apply(task, clean, np.random.default_rng(8), 0.6)
+def test_deterministic_per_seed(task: str, engine: dict) -> None:
+    clean = draw_city_scene(64, 80)
+    first = apply(task, clean, np.random.default_rng(7), 0.6, engine)
+    again = apply(task, clean, np.random.default_rng(7), 0.6, engine)
+    other = apply(task, clean, np.random.default_rng(8), 0.6, engine)
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).max() > 0.05
 
@@ -104,13 +127,13 @@ def test_psnr_band(task: str, photos: list[np.ndarray]) -> None:
 
 def test_unknown_task_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="rain, raindrop, haze, snow"):
-        apply("fog", scene(32, 32), np.random.default_rng(0), 0.5)
+        apply("fog", draw_city_scene(32, 32), np.random.default_rng(0), 0.5)
 
 
 @pytest.mark.parametrize("severity", [-0.1, 1.5])
 def test_severity_out_of_range_raises(severity: float) -> None:
     with pytest.raises(ValueError, match="severity"):
-        apply("rain", scene(32, 32), np.random.default_rng(0), severity)
+        apply("rain", draw_city_scene(32, 32), np.random.default_rng(0), severity)
 
 
 def test_non_rgb_input_raises() -> None:
@@ -120,7 +143,7 @@ def test_non_rgb_input_raises() -> None:
 
 def test_preview_sheet_writes_labelled_png(tmp_path: Path) -> None:
     out_path = tmp_path / "sheet" / "synth.png"
-    preview_sheet([scene(40, 48), scene(32, 32)], out_path, seed=3)
+    preview_sheet([draw_city_scene(40, 48), draw_city_scene(32, 32)], out_path, seed=3)
     columns = len(sheet_columns())
     assert columns == 1 + 2 * len(TASKS)
     with Image.open(out_path) as sheet:
@@ -131,5 +154,69 @@ def test_preview_sheet_writes_labelled_png(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_large_image(task: str) -> None:
-    out = apply(task, scene(1024, 1024), np.random.default_rng(0), 1.0)
+    out = apply(task, draw_city_scene(1024, 1024), np.random.default_rng(0), 1.0)
     assert out.shape == (1024, 1024, 3) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_v1_is_bit_identical_to_the_baseline(task: str) -> None:
+    out = apply(task, draw_city_scene(48, 64, seed=1), np.random.default_rng(3), 0.6, generators(1))
+    assert hashlib.sha256(out.tobytes()).hexdigest()[:16] == V1_DIGESTS[task]
+
+
+def test_unknown_version_is_an_error() -> None:
+    with pytest.raises(ValueError, match="version 3"):
+        generators(3)
+
+
+def test_v2_rain_uses_the_streak_layers(streak_bank: StreakBank) -> None:
+    """With layers, v2 rain differs from procedural-only v2 rain for the same rng."""
+    clean = draw_city_scene(64, 64, seed=2)
+    with_layers = apply("rain", clean, np.random.default_rng(1), 0.8, generators(2, streak_bank))
+    procedural = apply("rain", clean, np.random.default_rng(1), 0.8, generators(2))
+    assert np.abs(with_layers - procedural).mean() > 0.01
+    assert with_layers.mean() > clean.mean()  # streaks and veil brighten
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_v2_heavy_is_worse_than_light(task: str, streak_bank: StreakBank) -> None:
+    engine = generators(2, streak_bank)
+    clean = draw_city_scene(96, 128, seed=4)
+
+    def mean_psnr(severity: float) -> float:
+        return float(
+            np.mean([psnr(apply(task, clean, np.random.default_rng(s), severity, engine), clean) for s in range(4)])
+        )
+
+    assert mean_psnr(0.9) < mean_psnr(0.2) - 2.0
+
+
+def test_depth_haze_follows_the_scattering_model() -> None:
+    """Near pixels (depth 0) keep the scene; the far end sits at exp(-beta) with beta in RESIDE's range."""
+    clean = np.full((8, 16, 3), 0.2, np.float32)
+    depth = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (8, 1))
+    out = depth_haze(clean, depth, np.random.default_rng(0), 1.0)  # beta = 1.8
+    np.testing.assert_allclose(out[:, 0], clean[:, 0], atol=1e-6)
+    airlight = (out[:, -1] - clean[:, -1] * np.exp(-1.8)) / (1 - np.exp(-1.8))
+    assert 0.7 * 0.96 - 1e-4 <= airlight.min() and airlight.max() <= 1.0 + 1e-4
+    assert np.all(np.diff(out[0, :, 0]) > 0)  # farther = hazier
+
+
+def test_missing_or_bad_asset_folders_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=str(tmp_path / "nope")):
+        StreakBank.load(tmp_path / "nope")
+    (tmp_path / "streaks").mkdir()
+    with pytest.raises(DataError, match="no images.*streaks"):
+        StreakBank.load(tmp_path / "streaks")
+    (tmp_path / "streaks" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image.*bad.png"):
+        StreakBank.load(tmp_path / "streaks")
+    rgbd = tmp_path / "rgbd"
+    (rgbd / "image").mkdir(parents=True)
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(rgbd / "image" / "0000.jpg")
+    with pytest.raises(DataError, match="depth.*not found|no images.*depth"):
+        DepthBank.load(rgbd)
+    (rgbd / "depth").mkdir()
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(rgbd / "depth" / "0002.png")
+    with pytest.raises(DataError, match="no depth map for .*0000.jpg"):
+        DepthBank.load(rgbd)

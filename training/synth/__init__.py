@@ -4,7 +4,7 @@
 (rain.py, raindrop.py, haze.py, snow.py); `preview_sheet` draws them side by side.
 """
 
-from training.synth.registry import GENERATORS, TASKS, WeatherFn, apply
+from training.synth.registry import GENERATORS, TASKS, VERSIONS, WeatherFn, apply, generators
 from training.synth.sheet import preview_sheet
 
-__all__ = ["GENERATORS", "TASKS", "WeatherFn", "apply", "preview_sheet"]
+__all__ = ["GENERATORS", "TASKS", "VERSIONS", "WeatherFn", "apply", "generators", "preview_sheet"]

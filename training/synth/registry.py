@@ -1,9 +1,15 @@
-"""The weather registry: task name -> pure generator `(image, rng, severity) -> image`."""
+"""The weather registry: task name -> pure generator `(image, rng, severity) -> image`.
+
+`GENERATORS` is data engine v1, kept bit-identical as the ablation baseline; `generators(2, bank)`
+is v2 (issue 12), whose rain composites the rendered streak layers of `bank`.
+"""
 
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from training.synth import v2
+from training.synth.assets import StreakBank
 from training.synth.haze import haze
 from training.synth.rain import rain
 from training.synth.raindrop import raindrop
@@ -18,6 +24,21 @@ GENERATORS: dict[str, WeatherFn] = {
     "snow": snow,
 }
 TASKS: tuple[str, ...] = tuple(GENERATORS)
+VERSIONS = (1, 2)
+
+
+def generators(version: int, streaks: StreakBank | None = None) -> dict[str, WeatherFn]:
+    """The generators of data engine `version`; v2 rain is procedural only without `streaks`."""
+    if version == 1:
+        return dict(GENERATORS)
+    if version == 2:
+        return {
+            "rain": v2.rain.StreakRain(streaks),
+            "raindrop": v2.raindrop.raindrop,
+            "haze": v2.haze.haze,
+            "snow": v2.snow.snow,
+        }
+    raise ValueError(f"unknown synthetic data version {version}; known: {', '.join(map(str, VERSIONS))}")
 
 
 def apply(

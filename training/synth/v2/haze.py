@@ -1,0 +1,69 @@
+"""Haze v2: true depth where it exists (RESIDE-style), a more realistic proxy where it does not.
+
+Depth haze follows RESIDE's indoor training set (ITS): I = J*t + A*(1-t), t = exp(-beta*d),
+beta in [0.6, 1.8], A in [0.7, 1.0]. The depth d there is the NYU depth map *normalized by
+its own maximum* (d in [0, 1] per image), not metres: with metres (up to ~10 m) beta = 1.8
+would leave t = exp(-18) at the back wall, a white-out, whereas SOTS-indoor keeps the far
+scene faintly visible (t about 0.15-0.5 at the farthest point = exp(-1.8)..exp(-0.6)).
+So the depth is divided by the image's maximum valid depth and beta spans RESIDE's range.
+
+The outdoor proxy (no depth) is v1's, made more like real haze: the sky is pushed to the far
+end, beta varies over the image (patchy haze) and the airlight is grey, yellowish or bluish
+and a little brighter towards the top.
+"""
+
+import numpy as np
+
+from training.synth.common import F32, lerp, smooth, value_noise, veil
+from training.synth.haze import depth_proxy
+
+# Airlight palettes: neutral grey, yellowish (smog, dust), bluish (mist, overcast morning).
+PALETTES = (
+    ((1.0, 1.0, 1.0), 0.5),
+    ((1.0, 0.95, 0.8), 0.25),
+    ((0.88, 0.95, 1.0), 0.25),
+)
+
+
+def coloured_airlight(rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+    """Airlight RGB of brightness in [lo, hi], from one of PALETTES, slightly jittered."""
+    colours, weights = zip(*PALETTES, strict=True)
+    colour = np.array(colours[rng.choice(len(colours), p=weights)])
+    colour = colour * rng.uniform(0.97, 1.03, 3)
+    return np.clip(rng.uniform(lo, hi) * colour / colour.max(), 0, 1).astype(F32)
+
+
+def sky_mask(image: np.ndarray) -> np.ndarray:
+    """Soft mask of sky: bright, unsaturated, smooth regions, weighted to the top of the frame."""
+    h, w, _ = image.shape
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    hi, lo = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)  # not max(axis=2): slow
+    bright_flat = np.clip((lo - 0.55) / 0.3, 0, 1) * np.clip(1 - (hi - lo) / 0.35, 0, 1)
+    top = np.clip(1.3 - 1.6 * np.linspace(0, 1, h, dtype=F32), 0, 1)[:, None]
+    return smooth(bright_flat * top, 0.02 * max(h, w))
+
+
+def haze(image: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
+    """Outdoor haze without depth: patchy beta, coloured airlight, far sky."""
+    h, w, _ = image.shape
+    depth = np.maximum(depth_proxy(image, rng), sky_mask(image))
+    beta = (0.15 + 2.0 * severity**1.3) * rng.uniform(0.8, 1.25)
+    patchiness = rng.uniform(0.0, 0.8)
+    beta_map = beta * (1 - patchiness / 2 + patchiness * value_noise(rng, h, w, cell=rng.uniform(0.2, 0.5) * max(h, w)))
+    transmission = np.exp(-beta_map * depth).astype(F32)
+    airlight = coloured_airlight(rng, 0.7, 1.0)
+    gradient = 1 + rng.uniform(0, 0.08) * (0.5 - np.linspace(0, 1, h, dtype=F32))[:, None, None]
+    out = veil(image, transmission, airlight * gradient)
+    return np.clip(out, 0, 1).astype(F32)
+
+
+def depth_haze(image: np.ndarray, depth: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
+    """RESIDE ITS haze on a photo with its depth normalized to [0, 1] (1 = the farthest point).
+
+    Severity spans RESIDE's beta range: 0 -> 0.6, 1 -> 1.8.
+    """
+    beta = lerp(0.6, 1.8, severity)
+    transmission = np.exp(-beta * depth).astype(F32)
+    level = rng.uniform(0.7, 1.0)
+    airlight = np.clip(level * rng.uniform(0.96, 1.04, 3), 0, 1).astype(F32)  # slightly coloured
+    return np.clip(veil(image, transmission, airlight), 0, 1).astype(F32)
