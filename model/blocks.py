@@ -1,7 +1,10 @@
 """NAFNet-style building blocks: activation-free gated blocks plus down/up sampling.
 
-Every op here exports to ONNX with dynamic N, H, W (no adaptive pooling other than a
-global mean, no data-dependent control flow).
+Every op here exports to ONNX with dynamic N, H, W. Architecture 2 blocks see only a local
+neighbourhood (no global pooling), so a photo restored in tiles matches it restored whole,
+and upsample with bilinear interpolation, so a flat input gives a flat output (no stride grid).
+The architecture-1 variants (global channel attention, pixel-shuffle upsampling) remain so that
+checkpoints of the first bundled model still load.
 """
 
 import torch
@@ -36,13 +39,25 @@ class SimpleGate(nn.Module):
         return x1 * x2
 
 
-class NAFBlock(nn.Module):
-    """Gated conv block with simplified channel attention and a gated FFN.
+class GlobalChannelAttention(nn.Conv2d):
+    """NAFNet's simplified channel attention (architecture 1): scales channels by a 1x1 conv of
+    their mean over the whole input, which is why tiles of a photo disagree with the whole."""
 
-    The residual scales start at zero, so a freshly built block is the identity.
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * super().forward(x.mean((2, 3), keepdim=True))
+
+
+class NAFBlock(nn.Module):
+    """Gated conv block (depthwise 3x3 + gate) and a gated FFN.
+
+    `global_attention` adds architecture 1's channel attention. The residual scales start at
+    zero, so a freshly built block is the identity.
     """
 
-    def __init__(self, channels: int, dw_expand: int = 2, ffn_expand: int = 2) -> None:
+    def __init__(self, channels: int, global_attention: bool = False, dw_expand: int = 2, ffn_expand: int = 2) -> None:
         super().__init__()
         dw = channels * dw_expand
         ffn = channels * ffn_expand
@@ -50,7 +65,7 @@ class NAFBlock(nn.Module):
         self.conv1 = nn.Conv2d(channels, dw, 1)
         self.dwconv = nn.Conv2d(dw, dw, 3, padding=1, groups=dw)
         self.gate = SimpleGate()
-        self.sca = nn.Conv2d(dw // 2, dw // 2, 1)
+        self.sca = GlobalChannelAttention(dw // 2) if global_attention else nn.Identity()
         self.conv3 = nn.Conv2d(dw // 2, channels, 1)
         self.norm2 = LayerNorm2d(channels)
         self.conv4 = nn.Conv2d(channels, ffn, 1)
@@ -59,31 +74,33 @@ class NAFBlock(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.gate(self.dwconv(self.conv1(self.norm1(x))))
-        y = y * self.sca(y.mean((2, 3), keepdim=True))
+        y = self.sca(self.gate(self.dwconv(self.conv1(self.norm1(x)))))
         x = x + self.conv3(y) * self.beta
         y = self.conv5(self.gate(self.conv4(self.norm2(x))))
         return x + y * self.gamma
 
 
-def stage(channels: int, depth: int) -> nn.Module:
+def stage(channels: int, depth: int, global_attention: bool = False) -> nn.Module:
     """`depth` NAF blocks in a row, or the identity when depth is 0."""
-    return nn.Sequential(*(NAFBlock(channels) for _ in range(depth))) if depth else nn.Identity()
+    if not depth:
+        return nn.Identity()
+    return nn.Sequential(*(NAFBlock(channels, global_attention) for _ in range(depth)))
 
 
 class Downsample(nn.Module):
-    """Halve resolution, double channels (a 2x2 stride-2 conv = pixel-unshuffle + 1x1 conv)."""
+    """Halve resolution: a 2x2 stride-2 conv (= pixel-unshuffle + 1x1 conv), `out` channels."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, out: int | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels * 2, 2, stride=2)
+        self.conv = nn.Conv2d(channels, out or channels * 2, 2, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
 
 
-class Upsample(nn.Module):
-    """Double resolution, halve channels (1x1 conv then pixel shuffle)."""
+class ShuffleUpsample(nn.Module):
+    """Architecture 1: 1x1 conv then pixel shuffle. Each of the 4 output phases has its own
+    weights, so a flat input comes back with a periodic pattern until training removes it."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -92,3 +109,18 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.conv(x))
+
+
+class BilinearUpsample(nn.Module):
+    """Double resolution to `out` channels: 1x1 conv at low resolution, then bilinear x2.
+
+    The two commute (both linear, interpolation weights sum to 1), so the conv runs on a
+    quarter of the pixels; a constant input stays constant, so no pattern at the stride.
+    """
+
+    def __init__(self, channels: int, out: int | None = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, out or channels // 2, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.conv(x), scale_factor=2.0, mode="bilinear", align_corners=False)

@@ -6,22 +6,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.blocks import Downsample, Upsample, stage
+from model.blocks import BilinearUpsample, Downsample, NAFBlock, ShuffleUpsample, stage
 from model.encoder import DegradationEncoder, TaskKeys
 from model.prompts import PromptBank
 
 CLEAN_CLASS = "clean"
 DEFAULT_TASKS = ("rain", "raindrop", "haze", "snow")
 STAGES = ("pretrain", "prompt-tune", "add-task", "classifier")
+ARCHITECTURES = (1, 2)  # 1: the first bundled model (global attention, pixel shuffle); 2: local, bilinear
 
 
 @dataclass(frozen=True)
 class NetConfig:
     """Everything needed to rebuild the network; saved in every checkpoint."""
 
+    arch: int = 2
     width: int = 32
+    full_res_width: int = 16  # arch 2: the full-resolution stem and refinement block
     enc_blocks: tuple[int, ...] = (1, 1, 2)
-    middle_blocks: int = 3
+    middle_blocks: int = 4
     dec_blocks: tuple[int, ...] = (1, 1, 1)
     prompt_tokens: int = 16
     prompt_rank: int = 8
@@ -30,6 +33,10 @@ class NetConfig:
     embed_dim: int = 64
     temperature: float = 0.07
     tasks: tuple[str, ...] = field(default=DEFAULT_TASKS)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch}; this code builds {ARCHITECTURES}")
 
     @property
     def pad_multiple(self) -> int:
@@ -45,13 +52,15 @@ class NetConfig:
         if unknown:
             raise ValueError(f"unknown NetConfig fields: {sorted(unknown)}")
         tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
-        return cls(**{**data, **tuples})
+        # Checkpoints written before `arch` existed are the first architecture.
+        return cls(**{"arch": 1, **data, **tuples})
 
 
 NET_VARIANTS: dict[str, NetConfig] = {
     "default": NetConfig(),
     "tiny": NetConfig(
         width=8,
+        full_res_width=4,
         enc_blocks=(1, 1, 1),
         middle_blocks=1,
         dec_blocks=(1, 1, 1),
@@ -63,27 +72,79 @@ NET_VARIANTS: dict[str, NetConfig] = {
 }
 
 
+class HalfResStem(nn.Conv2d):
+    """Architecture 1: a 2x2 stride-2 conv straight from the image; no full-resolution features."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(3, width, 2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().forward(x), x
+
+
+class HalfResHead(nn.Sequential):
+    """Architecture 1: 3x3 conv to 12 channels, pixel shuffle to the full-resolution residual."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(nn.Conv2d(width, 12, 3, padding=1), nn.PixelShuffle(2))
+
+    def forward(self, feat: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            feat = layer(feat)
+        return feat
+
+
+class FullResStem(nn.Module):
+    """Architecture 2: a 3x3 conv at full resolution (kept as a skip), then 2x2 stride-2 down."""
+
+    def __init__(self, full_width: int, width: int) -> None:
+        super().__init__()
+        self.intro = nn.Conv2d(3, full_width, 3, padding=1)
+        self.down = Downsample(full_width, width)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        full = self.intro(x)  # (N, fw, H, W)
+        return self.down(full), full
+
+
+class FullResHead(nn.Module):
+    """Architecture 2: bilinear up to full resolution, add the stem's features, one gated block
+    there (it multiplies full-resolution detail by decoder guidance: what removing a one-pixel
+    streak needs), then a 3x3 conv to the residual."""
+
+    def __init__(self, width: int, full_width: int) -> None:
+        super().__init__()
+        self.up = BilinearUpsample(width, full_width)
+        self.refine = NAFBlock(full_width)
+        self.out = nn.Conv2d(full_width, 3, 3, padding=1)
+
+    def forward(self, feat: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        return self.out(self.refine(self.up(feat) + full))
+
+
 class Backbone(nn.Module):
-    """Conv encoder-decoder at 1/2 resolution and below (pixel-unshuffle stem)."""
+    """Conv encoder-decoder, stride 16: stem to 1/2 resolution, three halvings, a middle stage,
+    three decoders with skips, and a head back to a full-resolution residual."""
 
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
         w = cfg.width
-        self.stem = nn.Conv2d(3, w, 2, stride=2)  # (N, w, H/2, W/2)
+        local = cfg.arch >= 2
+        self.stem = FullResStem(cfg.full_res_width, w) if local else HalfResStem(w)
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
         for depth in cfg.enc_blocks:
-            self.encoders.append(stage(w, depth))
+            self.encoders.append(stage(w, depth, global_attention=not local))
             self.downs.append(Downsample(w))
             w *= 2
-        self.middle = stage(w, cfg.middle_blocks)
+        self.middle = stage(w, cfg.middle_blocks, global_attention=not local)
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for depth in cfg.dec_blocks:
-            self.ups.append(Upsample(w))
+            self.ups.append(BilinearUpsample(w) if local else ShuffleUpsample(w))
             w //= 2
-            self.decoders.append(stage(w, depth))
-        self.head = nn.Sequential(nn.Conv2d(w, 12, 3, padding=1), nn.PixelShuffle(2))
+            self.decoders.append(stage(w, depth, global_attention=not local))
+        self.head = FullResHead(w, cfg.full_res_width) if local else HalfResHead(w)
 
     def level_channels(self, cfg: NetConfig) -> list[int]:
         """Channels at each prompted point: after the middle, then after each decoder."""
@@ -130,33 +191,34 @@ class TAPNet(nn.Module):
     def forward(self, lq: torch.Tensor, prompt_vec: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in 0..1, (N, D) -> (N, 3, H, W); any H, W (padded, then cropped)."""
         h, w = lq.shape[-2:]
-        x, feat, skips = self._encode(lq)
+        x, full, feat, skips = self._encode(lq)
         bb = self.backbone
         prompts = self.prompts.split(prompt_vec)
         feat = self.prompts.levels[0](feat, prompts[0])
         levels = zip(bb.ups, bb.decoders, reversed(skips), self.prompts.levels[1:], prompts[1:], strict=True)
         for up, dec, skip, level, prompt in levels:
             feat = level(dec(up(feat) + skip), prompt)
-        return (bb.head(feat) + x)[:, :, :h, :w]
+        return (bb.head(feat, full) + x)[:, :, :h, :w]
 
-    def _encode(self, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Padded input, bottleneck features and skips (the prompt-free half of the backbone)."""
+    def _encode(self, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Padded input, full-resolution stem features, bottleneck features and skips (the
+        prompt-free half of the backbone)."""
         h, w = lq.shape[-2:]
         m = self.cfg.pad_multiple
         # Edge padding is valid for any size, down to 1x1 (reflect needs pad < side).
         x = F.pad(lq, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="replicate")
         bb = self.backbone
-        feat = bb.stem(x)
+        feat, full = bb.stem(x)
         skips = []
         for enc, down in zip(bb.encoders, bb.downs, strict=True):
             feat = enc(feat)
             skips.append(feat)
             feat = down(feat)
-        return x, bb.middle(feat), skips
+        return x, full, bb.middle(feat), skips
 
     def bottleneck_features(self, lq: torch.Tensor) -> torch.Tensor:
         """Globally pooled bottleneck features (N, C): used to measure task relatedness."""
-        return self._encode(lq)[1].mean((2, 3))
+        return self._encode(lq)[2].mean((2, 3))
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:
         """Unit-norm degradation embeddings (N, E)."""

@@ -1,12 +1,13 @@
 """`tap-train`: a thin command-line layer over training, evaluation and export."""
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
-from training.config import load_config
+from training.config import DataConfig, load_config
 
 
 def _config(args: argparse.Namespace):
@@ -91,11 +92,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from training.datasets import parse_sources
     from training.evaluate import run_evaluation
 
-    model, _ = load_model(Path(args.checkpoint))
+    model, extra = load_model(Path(args.checkpoint))
     paired = parse_sources(args.paired, model.tasks)
+    # The held-out photos are the ones the checkpoint's own run held out, not today's defaults.
+    trained = {**dataclasses.asdict(DataConfig()), **extra.get("config", {}).get("data", {})}
     results = run_evaluation(
-        model, clean_dir=Path(args.clean_dir), synthetic_per_task=args.synthetic, paired=paired,
-        out_dir=Path(args.out), seed=args.seed, size=args.size,
+        model, clean_dir=Path(args.clean_dir or trained["clean_dir"]), synthetic_per_task=args.synthetic,
+        paired=paired, out_dir=Path(args.out), seed=args.seed, size=args.size,
+        holdout_every=int(trained["holdout_every"]), real=Path(args.real) if args.real else None,
     )
     print((Path(args.out) / "report.md").read_text())
     if args.json:
@@ -191,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="PSNR/SSIM per task, auto-mode confusion, report + grid")
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
-    p.add_argument("--clean-dir", default="../shared/data/clean")
+    p.add_argument("--clean-dir", help="clean photos for synthetic validation (default: the checkpoint's own)")
+    p.add_argument("--real", help="real weather photos, one subfolder per weather (label = folder name)")
     p.add_argument("--synthetic", type=int, default=8, help="synthetic validation images per task (0: none)")
     p.add_argument("--paired", action="append", default=[], help="task=DIR with input/ and target/")
     p.add_argument("--size", type=int, default=0, help="resize longer side to this for speed (0: full size)")

@@ -23,8 +23,9 @@ from model.encoder import encoder_view
 from model.net import TAPNet
 from training import synth
 from training.baselines import dark_channel_prior
-from training.datasets import PairedFolder, SyntheticWeather, to_tensor
+from training.datasets import PairedFolder, list_images, read_rgb, split_clean, to_tensor
 from training.metrics import image_metrics, quantize
+from training.real_photos import evaluate_real, format_real
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,13 @@ def center_crop(image: np.ndarray, crop: int) -> np.ndarray:
     return image[top : top + crop, left : left + crop]
 
 
-def held_out_photos(clean_dir: Path, crop: int = SYNTH_CROP, size: int = 0) -> list[np.ndarray]:
-    """Centre crops of the clean photos that training holds out (SyntheticWeather's val split)."""
-    photos = SyntheticWeather(clean_dir, [], crop=crop, length=0, split="val").images
-    return [fit(np.ascontiguousarray(center_crop(p, crop)), size) for p in photos]
+def held_out_photos(
+    clean_dir: Path, crop: int = SYNTH_CROP, size: int = 0, holdout_every: int = 11
+) -> list[np.ndarray]:
+    """Centre crops of the clean photos that training held out (the val split of `split_clean`);
+    `holdout_every` must be the trained model's own `data.holdout_every`."""
+    files = split_clean(list_images(Path(clean_dir)), holdout_every, "val")
+    return [fit(np.ascontiguousarray(center_crop(read_rgb(f), crop)), size) for f in files]
 
 
 def synthetic_samples(photos: list[np.ndarray], task: int, task_name: str, count: int, seed: int) -> list[Sample]:
@@ -213,17 +217,21 @@ def run_evaluation(
     out_dir: Path,
     seed: int = 0,
     size: int = 0,
+    holdout_every: int = 11,
+    real: Path | None = None,
 ) -> dict:
-    """Evaluate on synthetic validation and paired folders; write report.md, metrics.json, grid.png.
+    """Evaluate on synthetic validation, paired folders and real photos; write report.md,
+    metrics.json, grid.png (and side-by-side previews of the real photos under real/).
 
     Puts the model in eval mode. Synthetic validation covers the tasks that have a generator;
     `synthetic_per_task=0` skips it and the auto-mode confusion (clean_dir is then not read).
     """
     model.eval()
+    out_dir = Path(out_dir)
     sources: list[Source] = []
     clean: list[np.ndarray] = []
     if synthetic_per_task > 0:
-        clean = held_out_photos(Path(clean_dir), SYNTH_CROP, size)
+        clean = held_out_photos(Path(clean_dir), SYNTH_CROP, size, holdout_every)
         for t, task in enumerate(model.tasks):
             if task not in synth.GENERATORS:
                 log.info("no synthetic generator for task %r: synthetic validation skips it", task)
@@ -232,8 +240,8 @@ def run_evaluation(
             sources.append(Source(f"synthetic/{task}", t, "synthetic", samples))
     for task, root in paired:
         sources.append(Source(Path(root).name, task, str(root), paired_samples(Path(root), task, size)))
-    if not sources:
-        raise ValueError("nothing to evaluate: give synthetic_per_task > 0 or paired folders")
+    if not sources and real is None:
+        raise ValueError("nothing to evaluate: give synthetic_per_task > 0, paired folders or real photos")
 
     grid: list[GridRow] = []
     datasets: dict[str, dict] = {}
@@ -252,15 +260,17 @@ def run_evaluation(
             "synthetic_per_task": synthetic_per_task,
             "synthetic_crop": SYNTH_CROP,
             "held_out_photos": len(clean),
+            "holdout_every": holdout_every,
         },
         "datasets": datasets,
         "auto": auto_summary(model, datasets, synthetic_names, clean) if synthetic_names else None,
+        "real": evaluate_real(model, Path(real), size, out_dir / "real") if real is not None else None,
     }
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     (out_dir / "report.md").write_text(format_report(results))
-    save_grid(grid, out_dir / "grid.png")
+    if grid:
+        save_grid(grid, out_dir / "grid.png")
     return results
 
 
@@ -309,6 +319,8 @@ def format_report(results: dict) -> str:
         lines += ["", "Auto-mode predictions on paired sets:", ""]
         rows = [[n, d["task"], *(str(d["auto_predictions"][c]) for c in classes)] for n, d in paired.items()]
         lines += _table(["dataset", "task", *classes], rows, 2)
+    if results.get("real"):
+        lines += ["", *format_real(results["real"])]
     lines += [
         "",
         f"grid.png: up to {GRID_PER_DATASET} examples per dataset; columns {', '.join(GRID_COLUMNS)}. "

@@ -1,5 +1,7 @@
 """The TAP network: shapes, parameter budget, prompts and per-stage trainable sets."""
 
+import json
+
 import pytest
 import torch
 
@@ -140,3 +142,52 @@ def test_not_a_checkpoint_is_refused(tmp_path):
         load_model(path)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.safetensors")
+
+
+def test_architecture_1_checkpoints_still_load(tmp_path):
+    """Checkpoints written before `arch` existed rebuild the first architecture, weights and all."""
+    from dataclasses import replace
+
+    torch.manual_seed(1)
+    old = TAPNet(replace(NET_VARIANTS["tiny"], arch=1)).eval()
+    path = tmp_path / "v1.safetensors"
+    save_weights(old, path)
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    net = json.loads(meta["net"])
+    del net["arch"], net["full_res_width"]  # as the first bundled model's checkpoint has it
+    save_file(load_file(str(path)), str(path), metadata=meta | {"net": json.dumps(net)})
+    loaded, _ = load_model(path)
+    assert loaded.cfg.arch == 1
+    lq = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(lq, loaded.prompt_for(["rain"])), old(lq, old.prompt_for(["rain"])))
+
+
+def test_unknown_architecture_is_refused():
+    with pytest.raises(ValueError, match="unknown architecture 3"):
+        NetConfig(arch=3)
+
+
+def flat_output_ripple(arch: int) -> float:
+    """Largest per-channel spatial std of the output over the interior of a constant grey image."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = TAPNet(replace(NET_VARIANTS["tiny"], arch=arch)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("beta", "gamma", "scale")):
+                p.normal_(0.0, 0.2)
+        out = model(torch.full((1, 3, 160, 160), 0.5), model.prompt_for(["haze"]))
+    return float(out[..., 64:96, 64:96].std(dim=(-2, -1)).max())
+
+
+def test_flat_input_gives_flat_output_without_a_stride_grid():
+    """Architecture 2 has no phase-dependent upsampling and no global op: a flat region stays
+    flat whatever the weights. Architecture 1's pixel shuffle prints a pattern into it."""
+    assert flat_output_ripple(arch=2) < 1e-6
+    assert flat_output_ripple(arch=1) > 1e-3
