@@ -4,8 +4,22 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
-from training.datasets import DataError, ListFile, PairedFolder, SyntheticWeather, parse_sources, split_clean
+from training.config import TrainConfig
+from training.datasets import (
+    DataError,
+    DepthHaze,
+    ListFile,
+    PairedFolder,
+    SyntheticWeather,
+    WeightedMix,
+    parse_sources,
+    split_clean,
+)
+from training.loops import build_training_set
+from training.scenes import draw_city_scene, to_uint8
+from training.synth import GENERATORS
 
 TASKS = ["rain", "raindrop", "haze", "snow"]
 
@@ -85,3 +99,115 @@ def test_sources_reject_unknown_tasks():
 def test_synthetic_rejects_unknown_generator(tiny_clean_dir):
     with pytest.raises(DataError, match="no synthetic generator"):
         SyntheticWeather(tiny_clean_dir, ["fog"], crop=32, length=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_streaks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("streaks")
+    for i in range(2):
+        layer = np.zeros((40, 56), np.uint8)
+        layer[:, 5 + 20 * i :: 17] = 200
+        Image.fromarray(layer).save(folder / f"{i}-4.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_rgbd(tmp_path_factory):
+    """image/ 64x48 photos (as NYU, 2x the depth maps) and depth/ 32x24 maps growing down the frame."""
+    root = tmp_path_factory.mktemp("rgbd")
+    (root / "image").mkdir()
+    (root / "depth").mkdir()
+    for i in range(3):
+        Image.fromarray(to_uint8(draw_city_scene(48, 64, seed=50 + i))).save(root / "image" / f"{i:04d}.jpg")
+        depth = np.tile(np.linspace(20, 200, 24)[:, None], (1, 32)).astype(np.uint8)  # farther down
+        Image.fromarray(depth).save(root / "depth" / f"{i:04d}.png")
+    return root
+
+
+def v2_config(clean_dir, streaks, rgbd, paired, **data):
+    cfg = TrainConfig()
+    cfg.seed = 4
+    options = {
+        "clean_dir": str(clean_dir),
+        "streaks_dir": str(streaks),
+        "depth_dir": str(rgbd),
+        "crop": 24,
+        "samples_per_epoch": 64,
+        "real_pairs": [f"rain={paired}"],
+        "real_pair_weights": [0.5],
+    }
+    for key, value in (options | data).items():
+        setattr(cfg.data, key, value)
+    return cfg
+
+
+def test_depth_haze_is_hazier_where_farther(tiny_rgbd):
+    ds = DepthHaze(tiny_rgbd, task_index=2, crop=24, length=8, severity=(1.0, 1.0), seed=1)
+    item = ds[0]
+    assert item["lq"].shape == item["gt"].shape == (3, 24, 24) and item["task"] == 2
+    assert torch.equal(ds[0]["lq"], item["lq"])
+    hazed = (item["lq"] - item["gt"]).abs().mean(dim=(0, 2))  # per row; crops flip only left-right
+    assert hazed[-4:].mean() > hazed[:4].mean() + 0.02
+
+
+def test_weighted_mix_is_deterministic_and_weighted(tiny_clean_dir, tiny_paired_dir):
+    synthetic = SyntheticWeather(tiny_clean_dir, TASKS[:2], crop=24, length=10, seed=3)  # tasks 0, 1, clean 2
+    paired = PairedFolder(tiny_paired_dir, task_index=3, crop=24)
+    mix = WeightedMix([synthetic, paired], [1.0, 3.0], length=200, seed=7)
+    a, b = mix[11], mix[11]
+    assert torch.equal(a["lq"], b["lq"]) and a["task"] == b["task"]
+    assert set(a) == {"lq", "gt", "task"} and a["lq"].shape == (3, 24, 24)
+    from_pairs = sum(mix[i]["task"] == 3 for i in range(200))
+    assert 130 <= from_pairs <= 170  # 3/4 of 200; binomial sd 6
+    mix.set_epoch(1)
+    assert synthetic.epoch == 1
+    assert not torch.equal(mix[11]["gt"], a["gt"])
+    with pytest.raises(ValueError, match="one weight per source"):
+        WeightedMix([synthetic], [1.0, 2.0], length=4)
+    with pytest.raises(ValueError, match="positive sum"):
+        WeightedMix([synthetic], [0.0], length=4)
+
+
+def test_v2_training_mixture_has_every_source(tiny_clean_dir, tiny_paired_dir, tiny_streaks, tiny_rgbd):
+    cfg = v2_config(tiny_clean_dir, tiny_streaks, tiny_rgbd, tiny_paired_dir)
+    mix = build_training_set(cfg, TASKS)
+    assert isinstance(mix, WeightedMix)
+    assert [type(s).__name__ for s in mix.sources] == ["SyntheticWeather", "DepthHaze", "PairedFolder"]
+    np.testing.assert_allclose(mix.probs, np.array([1.0, 0.12, 0.5]) / 1.62)
+    loader = DataLoader(mix, batch_size=8, num_workers=1)
+    batch = next(iter(loader))
+    assert batch["lq"].shape == (8, 3, 24, 24) and batch["task"].max() <= len(TASKS)
+    assert torch.equal(batch["lq"][3], mix[3]["lq"])  # workers draw what the main process would
+
+
+def test_v1_switch_is_todays_concatenation(tiny_clean_dir, tiny_paired_dir, tiny_streaks, tiny_rgbd):
+    cfg = v2_config(tiny_clean_dir, tiny_streaks, tiny_rgbd, tiny_paired_dir, synth_version=1)
+    ds = build_training_set(cfg, TASKS)
+    assert isinstance(ds, SyntheticWeather) and len(ds) == 64  # real pairs and depth haze are v2 only
+    same = SyntheticWeather(tiny_clean_dir, TASKS, crop=24, length=64, seed=4, generators=GENERATORS)
+    for i in (0, 5, 9):
+        assert torch.equal(ds[i]["lq"], same[i]["lq"]) and ds[i]["task"] == same[i]["task"]
+
+
+def test_v2_bad_folders_name_the_path(tiny_clean_dir, tiny_paired_dir, tiny_streaks, tiny_rgbd, tmp_path):
+    for key, message in (("streaks_dir", "rain-streak folder not found"), ("depth_dir", "depth data folder not found")):
+        cfg = v2_config(tiny_clean_dir, tiny_streaks, tiny_rgbd, tiny_paired_dir, **{key: str(tmp_path / "gone")})
+        with pytest.raises(DataError, match=f"{message}.*gone"):
+            build_training_set(cfg, TASKS)
+    cfg = v2_config(tiny_clean_dir, tiny_streaks, tiny_rgbd, tmp_path / "no-pairs")
+    with pytest.raises(DataError, match="paired data folder not found.*no-pairs"):
+        build_training_set(cfg, TASKS)
+    cfg = v2_config(tiny_clean_dir, tiny_streaks, tiny_rgbd, tiny_paired_dir, real_pair_weights=[0.1, 0.2])
+    with pytest.raises(DataError, match="one weight per data.real_pairs entry"):
+        build_training_set(cfg, TASKS)
+    cfg = v2_config(tiny_clean_dir, tiny_streaks, tiny_rgbd, tiny_paired_dir, synth_version=3)
+    with pytest.raises(ValueError, match="synth_version must be 1 or 2"):
+        build_training_set(cfg, TASKS)
+
+
+def test_default_config_points_at_the_shared_data():
+    d = TrainConfig().data
+    assert d.synth_version == 2
+    assert d.streaks_dir == "../shared/data/rain-streaks" and d.depth_dir == "../shared/data/rgbd-indoor"
+    assert d.real_pairs == ["rain=../shared/data/train/rain-heavy", "raindrop=../shared/data/train/raindrop"]
+    assert len(d.real_pair_weights) == len(d.real_pairs)
