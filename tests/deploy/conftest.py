@@ -1,9 +1,11 @@
-"""The deployment files under test, loaded once: dashboard JSON and Grafana provisioning."""
+"""The deployment files under test, loaded once (dashboard JSON, Grafana provisioning); podman and its base image."""
 
 import json
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.containers import Podman, podman_or_skip, python_base
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD_PATH = REPO / "docker/grafana/dashboards/tap-restore.json"
@@ -28,3 +30,15 @@ def datasource_uid() -> str:
 @pytest.fixture(scope="session")
 def gpu_only_ids(dashboard: dict) -> set[int]:
     return {p["id"] for p in dashboard["panels"] if p.get("description", "").startswith(GPU_ONLY_PREFIX)}
+
+
+@pytest.fixture(scope="session")
+def podman() -> Podman:
+    """The podman CLI (tests/deploy/containers.py); skips only where podman cannot run at all."""
+    return podman_or_skip()
+
+
+@pytest.fixture(scope="session")
+def python_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """What the Dockerfiles build FROM instead of python:3.11-slim (a cached stand-in here)."""
+    return python_base(podman, tmp_path_factory.mktemp("standin"))
