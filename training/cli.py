@@ -51,15 +51,45 @@ def training_photo_crops(clean_dir: Path, n: int, size: int) -> list:
     return crops
 
 
+def real_weather_crops(real_dir: Path, size: int, per_task: int) -> dict:
+    """Centre crops of the real weather photos, real_dir/<task>/*, at most per_task each."""
+    import numpy as np
+    from PIL import Image
+
+    from training.datasets import list_images
+    from training.synth import TASKS
+
+    real = {}
+    for task in TASKS:
+        if not (real_dir / task).is_dir():
+            continue
+        real[task] = []
+        for path in list_images(real_dir / task)[:per_task]:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                side = min(img.size)
+                left, top = (img.width - side) // 2, (img.height - side) // 2
+                img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+                real[task].append(np.asarray(img, dtype=np.float32) / 255.0)
+    return real
+
+
 def cmd_preview_synth(args: argparse.Namespace) -> None:
     from training.scenes import draw_city_scene
-    from training.synth import preview_sheet
+    from training.synth import generators, preview_sheet
+    from training.synth.assets import StreakBank
 
+    real = None
+    if args.real_dir:
+        if Path(args.out).resolve().is_relative_to(Path("docs").resolve()):
+            raise ValueError("real photos may not be published: write a --real-dir sheet outside docs/")
+        real = real_weather_crops(Path(args.real_dir), args.size, per_task=9)
     if args.procedural:
         crops = [draw_city_scene(args.size, args.size, seed=i) for i in range(args.n)]
     else:
         crops = training_photo_crops(Path(args.clean_dir), args.n, args.size)
-    preview_sheet(crops, Path(args.out), seed=args.seed)
+    streaks = StreakBank.load(Path(args.streaks_dir)) if args.version >= 2 and args.streaks_dir else None
+    preview_sheet(crops, Path(args.out), seed=args.seed, generators=generators(args.version, streaks), real=real)
     print(f"wrote {args.out}")
 
 
@@ -158,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs/synth_sheet.png")
     p.add_argument("--clean-dir", default="../shared/data/clean")
     p.add_argument("--procedural", action="store_true", help="drawn scenes instead of photos (publishable)")
+    p.add_argument("--version", type=int, default=2, help="data engine: 1 (baseline) or 2")
+    p.add_argument("--streaks-dir", default="../shared/data/rain-streaks", help="v2 rain layers ('' = procedural)")
+    p.add_argument("--real-dir", help="also rows of real weather photos, DIR/<task>/ (local viewing only)")
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--size", type=int, default=192)
     p.add_argument("--seed", type=int, default=0)

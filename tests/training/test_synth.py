@@ -41,12 +41,13 @@ V1_DIGESTS = {
 
 @pytest.fixture(scope="module")
 def streak_bank(tmp_path_factory: pytest.TempPathFactory) -> StreakBank:
-    """Three tiny fake streak layers: thin bright vertical lines on black."""
+    """Three tiny fake streak layers: short, sparse, bright vertical streaks on black, as the real ones."""
     folder = tmp_path_factory.mktemp("streaks")
     rng = np.random.default_rng(0)
     for i in range(3):
         layer = np.zeros((40, 56), np.uint8)
-        layer[:, rng.integers(0, 56, 8)] = rng.integers(80, 255, 8).astype(np.uint8)
+        for y, x in zip(rng.integers(0, 32, 10), rng.integers(0, 56, 10), strict=True):
+            layer[y : y + 8, x] = rng.integers(80, 255)
         Image.fromarray(layer).save(folder / f"{i}-4.png")
     return StreakBank.load(folder)
 
@@ -149,6 +150,14 @@ def test_preview_sheet_writes_labelled_png(tmp_path: Path) -> None:
     with Image.open(out_path) as sheet:
         assert sheet.format == "PNG"
         assert sheet.size == (columns * (48 + PAD) + PAD, HEADER + 2 * (40 + PAD) + PAD)
+
+
+def test_preview_sheet_adds_a_row_per_real_weather(tmp_path: Path, streak_bank: StreakBank) -> None:
+    out_path = tmp_path / "real.png"
+    real = {"rain": [draw_city_scene(40, 48, seed=9)] * 2, "snow": [], "haze": [draw_city_scene(40, 48, seed=8)]}
+    preview_sheet([draw_city_scene(40, 48)], out_path, generators=generators(2, streak_bank), real=real)
+    with Image.open(out_path) as sheet:
+        assert sheet.size[1] == HEADER + 3 * (40 + PAD) + PAD  # 1 synthetic row + rain + haze (snow empty)
 
 
 @pytest.mark.slow
