@@ -226,25 +226,6 @@ def add_common_args(parser: argparse.ArgumentParser, eager: bool = True) -> None
     group.add_argument("--seed", type=int, default=0, help="seed of the random weights")
 
 
-def random_model(variant: str = "default", seed: int = 0):
-    """Deterministic random TAPNet whose zero-initialized residual scales are randomized.
-
-    As tests/conftest.py make_tiny_model does: with the scales at zero every block is the
-    identity and onnxruntime could fold work away, so the compute path would be unrealistic.
-    """
-    import torch
-
-    from model.net import NET_VARIANTS, TAPNet
-
-    torch.manual_seed(seed)
-    model = TAPNet(NET_VARIANTS[variant])
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("beta", "gamma", "scale")):
-                p.normal_(0.0, 0.2)
-    return model.eval()
-
-
 @contextlib.contextmanager
 def model_under_test(args: argparse.Namespace, need_eager: bool = True, fp16: bool = False) -> Iterator[Model]:
     """The eager model and a bundle holding the same weights; a bundle exported here lives until exit."""
@@ -279,6 +260,8 @@ def source_model(args: argparse.Namespace):
         from model.checkpoint import load_model
 
         return load_model(args.checkpoint)[0].eval(), f"checkpoint {args.checkpoint.name}"
+    from training.random_model import random_model
+
     return random_model(args.variant, args.seed), f"random {args.variant} weights, seed {args.seed}"
 
 
@@ -308,23 +291,6 @@ def first_prompt(bundle: Path) -> np.ndarray:
 
 
 # ---- inputs --------------------------------------------------------------------------------
-
-
-def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """(H, W, 3) float32 0..1: smooth gradients, a few flat rectangles and mild noise.
-
-    Timings do not depend on content, but JPEG/PNG sizes (service benchmark) do.
-    """
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / max(height, width, 1)
-    img = np.stack([0.5 + 0.4 * np.sin(6 * x + c + seed) * np.cos(4 * y) for c in range(3)], axis=-1)
-    for _ in range(6):
-        top, left = rng.integers(0, max(height - 8, 1)), rng.integers(0, max(width - 8, 1))
-        img[top : top + rng.integers(8, max(9, height // 4)), left : left + rng.integers(8, max(9, width // 4))] = (
-            rng.uniform(0, 1, 3)
-        )
-    img += rng.normal(0, 0.02, img.shape).astype(np.float32)
-    return np.clip(img, 0, 1).astype(np.float32)
 
 
 def parse_size(text: str) -> tuple[int, int]:

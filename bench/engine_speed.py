@@ -29,7 +29,6 @@ from bench.common import (
     model_under_test,
     paired_ratio,
     parse_size,
-    photo_like,
     plot_path,
     save_figure,
     service_engine,
@@ -37,6 +36,7 @@ from bench.common import (
 )
 from service import tiling
 from service.settings import Settings
+from training.scenes import draw_city_scene
 
 NAME = "engine_speed"
 TARGET = 2.0  # onnxruntime / eager throughput on CPU
@@ -71,7 +71,7 @@ class Case:
 
 
 def image_case(batch: int, size: int, vectors: np.ndarray) -> Case:
-    images = np.stack([photo_like(size, size, seed=i).transpose(2, 0, 1) for i in range(batch)])  # (N, 3, S, S)
+    images = np.stack([draw_city_scene(size, size, seed=i).transpose(2, 0, 1) for i in range(batch)])  # (N, 3, S, S)
     prompts = vectors[np.arange(batch) % len(vectors)]  # mixed tasks in one batch, as the service allows
     return Case(f"{batch}×{size}²", [images], [prompts], batch * size * size / 1e6)
 
@@ -80,7 +80,7 @@ def photo_case(
     height: int, width: int, tile: int, overlap: int, tile_batch: int, align: int, prompt: np.ndarray
 ) -> Case:
     """A photo through the service's tiling: fixed-size tiles in batches (split/blend not timed)."""
-    chw = photo_like(height, width).transpose(2, 0, 1)
+    chw = draw_city_scene(height, width).transpose(2, 0, 1)
     tiles, _ = tiling.split(chw, tile, overlap, align)
     batches = [np.stack(tiles[i : i + tile_batch]) for i in range(0, len(tiles), tile_batch)]
     prompts = [np.tile(prompt, (len(b), 1)) for b in batches]

@@ -30,10 +30,10 @@ from bench.common import (
     median,
     model_under_test,
     parse_size,
-    photo_like,
     write_markdown,
 )
 from service.engine import CPU, CUDA, CUDA_OPTIONS
+from training.scenes import draw_city_scene
 
 NAME = "gpu"
 TRT = "TensorrtExecutionProvider"
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> Report:
                 continue
             cells = []
             for h, w in sizes:
-                feeds = {"image": photo_like(h, w).transpose(2, 0, 1)[None].copy(), "prompt": prompt}
+                feeds = {"image": draw_city_scene(h, w).transpose(2, 0, 1)[None].copy(), "prompt": prompt}
                 times, out = timed(session, feeds, repeats)
                 fidelity = f"{psnr(out, reference[(h, w)]):.1f}" if (h, w) in reference else "reference"
                 reference.setdefault((h, w), out)
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> Report:
             latency_rows.append([cand.label, *cells])
             for batch in batches:
                 feeds = {
-                    "image": np.stack([photo_like(args.tile, args.tile, i).transpose(2, 0, 1) for i in range(batch)]),
+                    "image": np.stack(
+                        [draw_city_scene(args.tile, args.tile, i).transpose(2, 0, 1) for i in range(batch)]
+                    ),
                     "prompt": np.repeat(prompt, batch, axis=0),
                 }
                 try:

@@ -34,12 +34,12 @@ from bench.common import (
     md_table,
     median,
     model_under_test,
-    photo_like,
     plot_path,
     save_figure,
     service_engine,
     write_markdown,
 )
+from training.scenes import draw_city_scene
 
 NAME = "roofline"
 TARGET = 0.30  # of the practical peak
@@ -65,7 +65,7 @@ def count_flops(model, size: int) -> tuple[float, dict[str, float]]:
             kinds["dense k×k conv (stem, down, head)"] += 2 * macs
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    image = torch.from_numpy(photo_like(size, size).transpose(2, 0, 1)[None].copy())
+    image = torch.from_numpy(draw_city_scene(size, size).transpose(2, 0, 1)[None].copy())
     try:
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             model(image, model.task_vectors()[:1])
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> Report:
         mp_image = args.size * args.size / 1e6
         flops_mp = flops_image / mp_image
         engine = service_engine(model.bundle, args.threads)
-        images = np.stack([photo_like(args.size, args.size, i).transpose(2, 0, 1) for i in range(args.batch)])
+        images = np.stack([draw_city_scene(args.size, args.size, i).transpose(2, 0, 1) for i in range(args.batch)])
         feeds = {"image": images, "prompt": np.tile(engine.prompts[engine.tasks[0]], (args.batch, 1))}
         torch_parity = BackboneGraph(model.eager).eval()
         with torch.inference_mode():

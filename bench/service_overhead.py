@@ -42,7 +42,6 @@ from bench.common import (
     model_under_test,
     paired_ratio,
     parse_size,
-    photo_like,
     plot_path,
     save_figure,
     service_engine,
@@ -50,6 +49,7 @@ from bench.common import (
 )
 from service import tiling
 from service.settings import Settings
+from training.scenes import draw_city_scene
 
 NAME = "service_overhead"
 TARGET_VS_BARE = 0.85
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> Report:
         "request_timeout_s": 3600,
     }
     with model_under_test(args, need_eager=False) as model, tempfile.TemporaryDirectory() as logs:
-        bodies = [jpeg(photo_like(height, width, seed)) for seed in range(args.images)]
+        bodies = [jpeg(draw_city_scene(height, width, seed, noise=0.02)) for seed in range(args.images)]
         decoded = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.float32) / 255.0 for b in bodies]
         megapixels = [img.shape[0] * img.shape[1] / 1e6 for img in decoded]
         servers = {

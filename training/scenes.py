@@ -1,7 +1,9 @@
 """Procedural photo-like scenes: publishable stand-ins for photos.
 
 The shared datasets may not be redistributed, so every image this project commits
-(README pictures, contact sheets, screenshots) starts from one of these scenes.
+(README pictures, contact sheets, screenshots) starts from one of these scenes, and so does
+every image the tests and benchmarks make up. numpy and Pillow only: the service tests and
+the torch-free benchmarks import it too.
 """
 
 import numpy as np
@@ -24,8 +26,12 @@ def ridge(rng: np.random.Generator, w: int, base: float, amplitude: float, octav
     return base - amplitude * (line / line.max())
 
 
-def draw_city_scene(h: int = 320, w: int = 480, seed: int = 0) -> np.ndarray:
-    """Sky with clouds, mountains, hills, a row of lit buildings and a street: (H, W, 3) float32 0..1."""
+def draw_city_scene(h: int = 320, w: int = 480, seed: int = 0, noise: float = 0.0) -> np.ndarray:
+    """Sky with clouds, mountains, hills, a row of lit buildings and a street: (H, W, 3) float32 0..1.
+
+    Any size from 1x1. `noise`: std of Gaussian sensor noise added last (the scene itself does
+    not change); real photos carry some, and it decides how PNG and JPEG compress them.
+    """
     rng = np.random.default_rng(seed)
     rows = np.arange(h, dtype=np.float32)[:, None] / h
     sky_top, sky_low = np.array([0.25, 0.45, 0.80]), np.array([0.75, 0.85, 0.95])
@@ -40,7 +46,7 @@ def draw_city_scene(h: int = 320, w: int = 480, seed: int = 0) -> np.ndarray:
     ground = int(0.82 * h)
     x = 0
     while x < w:
-        bw, bh = int(rng.integers(w // 14, w // 6)), int(rng.integers(h // 6, h // 2.2))
+        bw, bh = int(rng.integers(w // 14, max(1, w // 6))), int(rng.integers(h // 6, max(1, h // 2.2)))
         colour = rng.uniform(0.25, 0.75, 3) * np.array([1.0, 0.95, 0.9])
         top = max(0, ground - bh)
         img[top:ground, x : x + bw] = colour
@@ -51,8 +57,10 @@ def draw_city_scene(h: int = 320, w: int = 480, seed: int = 0) -> np.ndarray:
                     img[wy : wy + 7, wx : wx + 5] = win
         x += bw + int(rng.integers(2, 12))
     img[ground:] = np.array([0.22, 0.22, 0.24]) + 0.05 * smooth_noise(rng, h - ground, w, 6)[..., None]
-    for xs in range(0, w, w // 8):
+    for xs in range(0, w, max(1, w // 8)):
         img[ground + (h - ground) // 2 : ground + (h - ground) // 2 + 3, xs : xs + w // 16] = 0.9
+    if noise:
+        img = img + rng.normal(0, noise, img.shape)
     return np.clip(img, 0, 1).astype(np.float32)
 
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from service.settings import Settings
+from training.scenes import draw_city_scene, to_uint8
 
 # Small and fast on a shared 2-core box: 64-px tiles, one ORT thread each.
 BASE = {
@@ -102,15 +103,8 @@ def server(start_server, tiny_bundle: Path) -> LiveServer:
 
 
 def scene(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """(h, w, 3) uint8: smooth gradients plus rectangles plus a little noise, photo-like enough."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w] / max(h, w, 1)
-    img = np.stack([0.5 + 0.4 * np.sin(6 * x + c) * np.cos(4 * y) for c in range(3)], axis=-1)
-    for _ in range(3):
-        top, left = rng.integers(0, max(h - 4, 1)), rng.integers(0, max(w - 4, 1))
-        img[top : top + rng.integers(4, 40), left : left + rng.integers(4, 40)] = rng.uniform(0, 1, 3)
-    img += rng.normal(0, 0.02, img.shape)
-    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    """(h, w, 3) uint8: the procedural city scene with a little sensor noise, photo-like enough."""
+    return to_uint8(draw_city_scene(h, w, seed, noise=0.02))
 
 
 def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", **options) -> bytes:
