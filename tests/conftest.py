@@ -13,23 +13,10 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def make_tiny_model(seed: int = 0, tasks: tuple[str, ...] | None = None):
-    """A tiny TAPNet whose zero-initialized scales are randomized, so every part has an effect."""
-    import torch
+    """The tiny variant with randomized residual scales (training.random_model), so every part has an effect."""
+    from training.random_model import random_model
 
-    from model.net import NET_VARIANTS, TAPNet
-
-    torch.manual_seed(seed)
-    cfg = NET_VARIANTS["tiny"]
-    if tasks is not None:
-        from dataclasses import replace
-
-        cfg = replace(cfg, tasks=tasks)
-    model = TAPNet(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("beta", "gamma", "scale")):
-                p.normal_(0.0, 0.2)
-    return model.eval()
+    return random_model("tiny", seed, tasks)
 
 
 @pytest.fixture(scope="session")

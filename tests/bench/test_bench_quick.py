@@ -95,8 +95,8 @@ def test_roofline_writes_its_tables(tiny: list[str], tmp_path: Path) -> None:
 
 
 def test_flop_count_splits_the_total_by_kind() -> None:
-    from bench.common import random_model
     from bench.roofline import count_flops
+    from training.random_model import random_model
 
     total, kinds = count_flops(random_model("tiny"), 32)
     assert total > 0
