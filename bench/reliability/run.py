@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bench.common import RESULTS, CpuWatch, Report, command_line, machine_lines, write_markdown
 from bench.reliability import fuzz, load, shutdown, soak
-from bench.reliability.server import ServerExited, ServerProcess
+from bench.reliability.scenario import bundle_for, serve
+from bench.reliability.server import ServerExited
 from tests.reliability.corpus import PROBES, run_corpus
-from tests.service.conftest import BASE
 
 NAME = "reliability"
 FULL = {"corpus_rounds": 5, "fuzz_examples": 500, "load_s": 5.0, "soak": 3000, "shutdown": 8}
@@ -31,23 +31,6 @@ ACCESS_STATUS = re.compile(r'HTTP/1\.1" (\d{3})')  # uvicorn's access log
 # glibc gives each inference/decode thread its own malloc arena; they fill over the first thousands of
 # requests. Two arenas, a common setting for Python services, show how much of the growth that is.
 FEWER_ARENAS = {"MALLOC_ARENA_MAX": "2"}
-
-
-def bundle_for(path: Path | None, folder: Path) -> Path:
-    """`path`, or a tiny random model exported into `folder` (as the tests' tiny_bundle)."""
-    if path is not None:
-        return path
-    from tests.conftest import make_tiny_model
-    from training.export import export_bundle
-
-    return export_bundle(make_tiny_model(), folder / "bundle", model_version="tiny-bench")
-
-
-def serve(
-    bundle: Path, log: Path, scenario: dict[str, object] | None = None, env: dict[str, str] | None = None
-) -> ServerProcess:
-    """A server with the tests' settings: tests/service BASE plus the scenario's own."""
-    return ServerProcess(bundle, log, {**BASE, **(scenario or {})}, env=env)
 
 
 def _ms(seconds: float) -> str:

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 from PIL import Image
 
+from bench.reliability.scenario import bundle_for, serve
 from bench.reliability.server import ServerProcess, rss_mb
+from training.scenes import draw_city_scene, to_uint8
 
 # 128-px tiles keep the work per request small on a shared 2-core machine; the two largest
 # sizes are tiled (up to 12 tiles), the others run whole.
@@ -71,13 +72,9 @@ class SoakReport:
 
 
 def photo(height: int, width: int, fmt: str, seed: int) -> bytes:
-    """A smooth gradient with noise: compresses like a photo, not like flat colour or pure noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    rgb = np.stack([0.5 + 0.4 * np.sin(5 * x + c + seed) * np.cos(3 * y) for c in range(3)], axis=-1)
-    rgb = np.clip(rgb + rng.normal(0, 0.03, rgb.shape), 0, 1)
+    """The procedural scene with sensor noise: compresses like a photo, not like flat colour or pure noise."""
     buf = io.BytesIO()
-    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(buf, format=fmt)
+    Image.fromarray(to_uint8(draw_city_scene(height, width, seed, noise=0.03))).save(buf, format=fmt)
     return buf.getvalue()
 
 
@@ -151,8 +148,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--bundle", type=Path, help="default: a tiny random model exported to a temp dir")
     args = parser.parse_args(argv)
-    from bench.reliability.run import bundle_for, serve
-
     with tempfile.TemporaryDirectory(prefix="tap-soak-") as tmp:
         with serve(bundle_for(args.bundle, Path(tmp)), Path(tmp) / "server.log", SETTINGS) as server:
             report = soak(server, args.requests, args.concurrency)

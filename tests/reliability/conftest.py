@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.reliability import scenario
 from bench.reliability.server import ServerProcess
-from tests.service.conftest import BASE
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     servers: list[ServerProcess] = []
 
     def start(bundle: Path, **settings: object) -> ServerProcess:
-        server = ServerProcess(bundle, tmp_path / f"server-{len(servers)}.log", {**BASE, **settings})
+        server = scenario.serve(bundle, tmp_path / f"server-{len(servers)}.log", settings)
         servers.append(server)
         return server.start()
 
@@ -31,5 +31,5 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture(scope="session")
 def shared_server(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the corpus and the fuzzer: hostile input must not need a fresh process."""
-    with ServerProcess(tiny_bundle, tmp_path_factory.mktemp("server") / "server.log", BASE) as process:
+    with scenario.serve(tiny_bundle, tmp_path_factory.mktemp("server") / "server.log") as process:
         yield process
