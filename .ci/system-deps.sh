@@ -4,7 +4,7 @@
 # apt-get when this machine can (root or passwordless sudo); each test that needs a missing
 # program skips with a message saying which.
 set -uo pipefail
-PACKAGES=(docker-compose prometheus chromium chromium-driver)
+PACKAGES=(docker-compose prometheus chromium chromium-driver podman runc netavark aardvark-dns debootstrap)
 if ! command -v apt-get >/dev/null; then
     echo "system-deps: no apt-get here; install ${PACKAGES[*]} yourself or their tests skip" >&2
     exit 0
