@@ -124,3 +124,23 @@ def test_layout_picture_renders(dashboard: dict, tmp_path: Path) -> None:
     out = tmp_path / "layout.png"
     module.render(dashboard, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# Grafana migrates older dashboards on load; from schema 36 on it takes datasource refs ({type, uid})
+# as written, so the uid must be the provisioned one. 41 is the newest schema Grafana 12.2 writes.
+GRAFANA_SCHEMA_VERSIONS = range(36, 42)
+
+
+def test_files_are_what_grafana_12_provisioning_loads(dashboard: dict) -> None:
+    """Grafana is not run in CI: its inputs are checked against what it reads (docs: provisioning)."""
+    yaml = pytest.importorskip("yaml")
+    assert dashboard["schemaVersion"] in GRAFANA_SCHEMA_VERSIONS
+    assert isinstance(dashboard["version"], int) and "id" not in dashboard, "file dashboards carry no database id"
+    provisioning = REPO / "docker/grafana/provisioning"
+    datasources = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())
+    dashboards = yaml.safe_load((provisioning / "dashboards/dashboards.yml").read_text())
+    assert datasources["apiVersion"] == 1 and dashboards["apiVersion"] == 1
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus" and source["access"] == "proxy" and source["isDefault"] is True
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert "prometheus" in services and source["url"] == "http://prometheus:9090", "the compose service, in-network"
