@@ -10,9 +10,19 @@ def _cell(methods: dict, method: str) -> str:
 
 
 def compare_table(runs: dict[str, dict], method: str = "given task") -> str:
-    """Markdown: one row per run; PSNR-Y / SSIM-Y per dataset for `method`, plus auto-mode accuracy."""
+    """Markdown: one row per run; PSNR-Y / SSIM-Y per dataset for `method`, auto-mode accuracy
+    (synthetic weather, clean photos, real photos) and the real photos' grid score (median / worst
+    of the labelled weather's outputs) where the run evaluated real photos."""
     datasets = list(next(iter(runs.values()))["datasets"])
-    header = ["run", *datasets, "mean PSNR-Y", "auto acc. (weather)", "auto acc. (clean)"]
+    header = [
+        "run",
+        *datasets,
+        "mean PSNR-Y",
+        "auto acc. (weather)",
+        "auto acc. (clean)",
+        "auto acc. (real)",
+        "grid (real)",
+    ]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for label, results in runs.items():
         cells, psnrs = [], []
@@ -24,8 +34,12 @@ def compare_table(runs: dict[str, dict], method: str = "given task") -> str:
         auto = results.get("auto") or {}
         accuracy = [auto.get("accuracy_weather"), auto.get("accuracy_clean")]
         mean = f"{sum(psnrs) / len(psnrs):.2f}" if psnrs else "–"
+        real = results.get("real") or {}
+        accuracy.append(real.get("auto_accuracy"))
         acc = [f"{a:.3f}" if a is not None else "–" for a in accuracy]
-        lines.append("| " + " | ".join([label, *cells, mean, *acc]) + " |")
+        grid = real.get("grid", {}).get("given task")
+        grid_cell = f"{grid['median']:.3f} / {grid['worst']:.3f}" if grid else "–"
+        lines.append("| " + " | ".join([label, *cells, mean, *acc, grid_cell]) + " |")
     return "\n".join(lines) + "\n"
 
 

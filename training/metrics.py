@@ -108,7 +108,9 @@ def grid_score(image: np.ndarray, period: int = GRID_PERIOD) -> float:
         peaks, around = 0.0, 0.0
         for k in range(1, period // 2 + 1):
             b = k * n // period
-            near = [b + d for d in range(-GRID_REACH, GRID_REACH + 1) if GRID_GAP <= abs(d) and 0 < b + d < len(spectrum)]
+            near = [
+                b + d for d in range(-GRID_REACH, GRID_REACH + 1) if GRID_GAP <= abs(d) and 0 < b + d < len(spectrum)
+            ]
             peaks += spectrum[b]
             around += float(np.exp(np.mean(np.log(spectrum[near] + 1e-12))))  # geometric: spectra fall as ~1/f^2
         ratios.append(peaks / max(around, 1e-12))

@@ -12,7 +12,8 @@ EVAL_SIZE=${EVAL_SIZE:-0}  # resize the longer side for speed (0: full size)
 TABLE=${TABLE:-docs/data_ablation.md}
 VAL=../shared/data/validation
 REAL=${REAL:-../shared/data/real}
-for v in 1 2; do
+ARMS=${ARMS:-1 2}  # run the arms as parallel processes with ARMS=1 / ARMS=2, then ARMS= for the table
+for v in $ARMS; do
     arm="$OUT/v$v"
     tap-train pretrain --config configs/data-ablation/pretrain.yaml --out "$arm/pretrain" \
         "steps=$STEPS" "data.synth_version=$v" "$@"
@@ -21,6 +22,7 @@ for v in 1 2; do
     tap-train evaluate "$arm/prompt-tune/model.safetensors" --out "$arm/eval" --synthetic "$SYNTH" --size "$EVAL_SIZE" \
         --paired "rain=$VAL/rain100h" --paired "haze=$VAL/sots-indoor" --real "$REAL" > /dev/null
 done
+[ -f "$OUT/v1/eval/metrics.json" ] && [ -f "$OUT/v2/eval/metrics.json" ] || exit 0
 mkdir -p "$(dirname "$TABLE")"
 tap-train compare "data engine v1 (old generators)=$OUT/v1/eval/metrics.json" \
     "data engine v2 (realistic + real pairs)=$OUT/v2/eval/metrics.json" \
