@@ -28,8 +28,10 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     for part, count in budget.items():
         print(f"{part:<32}{count:>12,}{count / total:>9.2%}")
     limit = 2_750_000
-    print(f"budget: {total:,} of {limit:,} ({'within' if total <= limit else 'OVER'}); "
-          f"one task's prompt vector = {model.prompt_dim / total:.3%} of total (limit 0.5%)")
+    print(
+        f"budget: {total:,} of {limit:,} ({'within' if total <= limit else 'OVER'}); "
+        f"one task's prompt vector = {model.prompt_dim / total:.3%} of total (limit 0.5%)"
+    )
 
 
 def training_photo_crops(clean_dir: Path, n: int, size: int) -> list:
@@ -117,6 +119,12 @@ def cmd_add_task(args: argparse.Namespace) -> None:
     add_task(_config(args), Path(args.out), args.name, [Path(p) for p in args.data], args.generator)
 
 
+def cmd_tune_core(args: argparse.Namespace) -> None:
+    from training.loops import add_task
+
+    add_task(_config(args), Path(args.out), args.name, [Path(p) for p in args.data], args.generator, existing=True)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from model.checkpoint import load_model
     from training.datasets import parse_sources
@@ -127,9 +135,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     # The held-out photos are the ones the checkpoint's own run held out, not today's defaults.
     trained = {**dataclasses.asdict(DataConfig()), **extra.get("config", {}).get("data", {})}
     results = run_evaluation(
-        model, clean_dir=Path(args.clean_dir or trained["clean_dir"]), synthetic_per_task=args.synthetic,
-        paired=paired, out_dir=Path(args.out), seed=args.seed, size=args.size,
-        holdout_every=int(trained["holdout_every"]), real=Path(args.real) if args.real else None,
+        model,
+        clean_dir=Path(args.clean_dir or trained["clean_dir"]),
+        synthetic_per_task=args.synthetic,
+        paired=paired,
+        out_dir=Path(args.out),
+        seed=args.seed,
+        size=args.size,
+        holdout_every=int(trained["holdout_every"]),
+        real=Path(args.real) if args.real else None,
     )
     print((Path(args.out) / "report.md").read_text())
     if args.json:
@@ -169,9 +183,16 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.recipe:
         recipe["description"] = Path(args.recipe).read_text()
     version = args.model_version or Path(args.out).name
-    out = export_bundle(model, Path(args.out), model_version=version, recipe=recipe, metrics=metrics,
-                        fp16=args.fp16, triton_dir=Path(args.triton) if args.triton else None,
-                        weights=ckpt_dir / "model.safetensors")
+    out = export_bundle(
+        model,
+        Path(args.out),
+        model_version=version,
+        recipe=recipe,
+        metrics=metrics,
+        fp16=args.fp16,
+        triton_dir=Path(args.triton) if args.triton else None,
+        weights=ckpt_dir / "model.safetensors",
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"exported {out}: parity max |diff| {manifest['parity_max_abs_diff']}")
 
@@ -224,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", default=[], help="paired folder with input/ and target/")
     p.add_argument("--generator", help="synthetic generator as package.module:function")
     p.set_defaults(func=cmd_add_task)
+
+    p = sub.add_parser("tune-core", help="re-tune one existing weather's core (e.g. on a few real pairs)")
+    p.add_argument("name")
+    training_args(p)
+    p.add_argument("--init", required=True, help="prompt-tuned model.safetensors")
+    p.add_argument("--data", action="append", default=[], help="paired folder with input/ and target/")
+    p.add_argument("--generator", help="synthetic generator as package.module:function")
+    p.set_defaults(func=cmd_tune_core)
 
     p = sub.add_parser("evaluate", help="PSNR/SSIM per task, auto-mode confusion, report + grid")
     p.add_argument("checkpoint")

@@ -197,8 +197,13 @@ def make_loader(dataset: Dataset, cfg: TrainConfig, world: World) -> DataLoader:
     else:
         sampler = RandomSampler(dataset, generator=gen)
     return DataLoader(
-        dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.workers,
-        drop_last=True, generator=gen, persistent_workers=False,
+        dataset,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.workers,
+        drop_last=True,
+        generator=gen,
+        persistent_workers=False,
     )
 
 
@@ -303,7 +308,8 @@ def fit(
     if world.size > 1:
         check_replicas(model, out_dir, world)
     shutdown_distributed()
-    return model.cpu().eval().requires_grad_(False)
+    # Back to the default layout: channels-last weights pick other conv kernels (last-bit differences).
+    return model.cpu().to(memory_format=torch.contiguous_format).eval().requires_grad_(False)
 
 
 def check_replicas(model: TAPNet, out_dir: Path, world: World) -> None:
@@ -341,7 +347,11 @@ def measure_relatedness(model: TAPNet, cfg: TrainConfig) -> torch.Tensor:
     n_tasks = len(model.tasks)
     batch = cfg.data.batch_size
     dataset = synthetic_from(
-        cfg, model.tasks, length=n_tasks * batch * cfg.loss.relatedness_batches, clean_prob=0.0, mixed_prob=0.0,
+        cfg,
+        model.tasks,
+        length=n_tasks * batch * cfg.loss.relatedness_batches,
+        clean_prob=0.0,
+        mixed_prob=0.0,
         seed=cfg.seed + 1,
     )
     sums = torch.zeros(n_tasks, model.backbone.level_channels(model.cfg)[0])  # (T, C) of the bottleneck
@@ -404,16 +414,29 @@ def load_generator(spec: str):
 
 
 def add_task(
-    cfg: TrainConfig, out_dir: Path, task: str, paired: list[Path], generator: str | None = None
+    cfg: TrainConfig,
+    out_dir: Path,
+    task: str,
+    paired: list[Path],
+    generator: str | None = None,
+    existing: bool = False,
 ) -> TAPNet:
-    """Teach a trained model a new weather from paired folders and/or a synthetic generator."""
+    """Teach a trained model a new weather from paired folders and/or a synthetic generator.
+
+    `existing=True` (tap-train tune-core) re-tunes a weather the model already has, e.g. on a
+    few real pairs: again only that weather's core trains, so every other task stays bit-identical.
+    """
+    command = "tune-core" if existing else "add-task"
     if not cfg.init:
-        raise ValueError("add-task needs a prompt-tuned checkpoint: --init PATH/model.safetensors")
+        raise ValueError(f"{command} needs a prompt-tuned checkpoint: --init PATH/model.safetensors")
     if not paired and not generator:
-        raise ValueError("add-task needs --data DIR (paired input/target folders) or --generator MODULE:FUNC")
+        raise ValueError(f"{command} needs --data DIR (paired input/target folders) or --generator MODULE:FUNC")
     seed_everything(cfg.seed)
     model = load_model(Path(cfg.init))[0]
-    model.add_task(task)
+    if not existing:
+        model.add_task(task)
+    elif task not in model.tasks:
+        raise KeyError(f"tune-core: the model has no task {task!r}; known: {model.tasks} (add it with add-task)")
     params = model.freeze_for("add-task", task)
     index = model.tasks.index(task)
     d = cfg.data
@@ -424,7 +447,8 @@ def add_task(
         )
     dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     step = AddTaskStep(model, task, cfg.loss.nce_weight)
-    model = fit(step, params, dataset, cfg, out_dir, "add-task", extra_meta={"added_task": task})
+    meta = {"tuned_task" if existing else "added_task": task}
+    model = fit(step, params, dataset, cfg, out_dir, command, extra_meta=meta)
     save_prompt_core(model, task, out_dir)
     return model
 

@@ -21,9 +21,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 def tiny_overrides(clean_dir: Path, steps: int = 4) -> list[str]:
     return [
-        "variant=tiny", f"steps={steps}", "data.crop=32", "data.batch_size=4", "data.workers=0",
-        "data.samples_per_epoch=16", f"data.clean_dir={clean_dir}", "log_every=1", "save_every=2",
-        "optim.warmup_steps=1", "loss.relatedness_batches=1", "prompt.tokens=4", "prompt.rank=4",
+        "variant=tiny",
+        f"steps={steps}",
+        "data.crop=32",
+        "data.batch_size=4",
+        "data.workers=0",
+        "data.samples_per_epoch=16",
+        f"data.clean_dir={clean_dir}",
+        "log_every=1",
+        "save_every=2",
+        "optim.warmup_steps=1",
+        "loss.relatedness_batches=1",
+        "prompt.tokens=4",
+        "prompt.rank=4",
     ]
 
 
@@ -93,6 +103,23 @@ def test_add_task_changes_no_other_output_by_a_single_bit(prompt_tuned, tiny_pai
     assert reloaded.classes[-2:] == ["dust", "clean"]
 
 
+def test_tune_core_retunes_one_weather_and_leaves_the_others_bit_identical(
+    prompt_tuned, tiny_paired_dir, tiny_clean_dir, tmp_path
+):
+    base, _ = load_model(prompt_tuned / "model.safetensors")
+    base.eval().requires_grad_(False)
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir, steps=3) + [f"init={prompt_tuned / 'model.safetensors'}"])
+    tuned = add_task(cfg, tmp_path, "rain", [tiny_paired_dir], existing=True)
+    assert tuned.tasks == base.tasks
+    assert not torch.equal(tuned.prompts.cores["rain"], base.prompts.cores["rain"])
+    lq = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        for task in set(base.tasks) - {"rain"}:
+            assert torch.equal(base(lq, base.prompt_for([task])), tuned(lq, tuned.prompt_for([task])))
+    with pytest.raises(KeyError, match="has no task 'dust'"):
+        add_task(cfg, tmp_path / "x", "dust", [tiny_paired_dir], existing=True)
+
+
 def test_add_task_from_a_generator(prompt_tuned, tiny_clean_dir, tmp_path):
     cfg = load_config(None, tiny_overrides(tiny_clean_dir, steps=2) + [f"init={prompt_tuned / 'model.safetensors'}"])
     grown = add_task(cfg, tmp_path, "fog", [], generator="training.synth.haze:haze")
@@ -158,8 +185,17 @@ def test_model_info_prints_the_budget(capsys):
 def test_ddp_two_processes_end_with_identical_weights(tiny_clean_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "training.cli", "pretrain", "--out", str(tmp_path), *tiny_overrides(tiny_clean_dir, steps=3),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "training.cli",
+        "pretrain",
+        "--out",
+        str(tmp_path),
+        *tiny_overrides(tiny_clean_dir, steps=3),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
