@@ -238,21 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", required=True, help="prompt-tuned model.safetensors")
     p.set_defaults(func=cmd_tune_classifier)
 
-    p = sub.add_parser("add-task", help="teach a new weather: only its task core trains")
-    p.add_argument("name")
-    training_args(p)
-    p.add_argument("--init", required=True, help="prompt-tuned model.safetensors")
-    p.add_argument("--data", action="append", default=[], help="paired folder with input/ and target/")
-    p.add_argument("--generator", help="synthetic generator as package.module:function")
-    p.set_defaults(func=cmd_add_task)
-
-    p = sub.add_parser("tune-core", help="re-tune one existing weather's core (e.g. on a few real pairs)")
-    p.add_argument("name")
-    training_args(p)
-    p.add_argument("--init", required=True, help="prompt-tuned model.safetensors")
-    p.add_argument("--data", action="append", default=[], help="paired folder with input/ and target/")
-    p.add_argument("--generator", help="synthetic generator as package.module:function")
-    p.set_defaults(func=cmd_tune_core)
+    for name, func, text in (
+        ("add-task", cmd_add_task, "teach a new weather: only its task core trains"),
+        ("tune-core", cmd_tune_core, "re-tune one existing weather's core (e.g. on a few real pairs)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("name")
+        training_args(p)
+        p.add_argument("--init", required=True, help="prompt-tuned model.safetensors")
+        p.add_argument("--data", action="append", default=[], help="paired folder with input/ and target/")
+        p.add_argument("--generator", help="synthetic generator as package.module:function")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("evaluate", help="PSNR/SSIM per task, auto-mode confusion, report + grid")
     p.add_argument("checkpoint")

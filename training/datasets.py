@@ -15,40 +15,21 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from training import synth
 from training.config import DataConfig
 from training.errors import DataError
+from training.image_files import list_images, read_rgb
 from training.synth.assets import DepthBank, StreakBank
 from training.synth.common import resize_bilinear
 from training.synth.v2.haze import depth_haze
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 DEPTH_BORDER = 10  # NYU frames carry a ~10 px invalid border (image pixels); SOTS crops it too
 DEPTH_SCALE = 10.0 / 255  # rgbd-indoor depth PNG value -> metres (only the ratio to the max matters)
 
 __all__ = ["DataError", "DepthHaze", "ListFile", "PairedFolder", "SyntheticWeather", "WeightedMix"]
-
-
-def list_images(folder: Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"data folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"no images in {folder}")
-    return files
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """uint8 (H, W, 3); unreadable files raise DataError naming the path."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
 
 
 def split_clean(files: Sequence[Path], holdout_every: int, split: str) -> list[Path]:
@@ -81,7 +62,28 @@ def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator, s
     return out
 
 
-class SyntheticWeather(Dataset):
+class EpochSampled(Dataset):
+    """A source drawn on the fly: item `index` of epoch `epoch` is `sample(rng)` with an rng seeded
+    by (seed, epoch, index), so it is the same in any DataLoader worker and on any rerun."""
+
+    seed: int
+    length: int
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        return self.sample(np.random.default_rng([self.seed, self.epoch, index]))
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        raise NotImplementedError
+
+
+class SyntheticWeather(EpochSampled):
     """Clean crops degraded on the fly; deterministic for (seed, epoch, index)."""
 
     def __init__(
@@ -116,15 +118,6 @@ class SyntheticWeather(Dataset):
         self.crop, self.length, self.severity = crop, length, severity
         self.clean_prob, self.mixed_prob, self.seed = clean_prob, mixed_prob, seed
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict:
-        return self.sample(np.random.default_rng([self.seed, self.epoch, index]))
 
     def sample(self, rng: np.random.Generator) -> dict:
         """One pair drawn with `rng` (WeightedMix calls this with its own per-index rng)."""
@@ -230,7 +223,7 @@ class ListFile(PairedFolder):
         self.task_index, self.crop, self.seed = task_index, crop, seed
 
 
-class DepthHaze(Dataset):
+class DepthHaze(EpochSampled):
     """Indoor photos hazed through their real depth as RESIDE's ITS was made (see v2/haze.py).
 
     Depth maps are read once (320x240, a few dozen MB for 700); photos are decoded per item.
@@ -248,15 +241,6 @@ class DepthHaze(Dataset):
         self.bank = DepthBank.load(Path(root))
         self.task_index, self.crop, self.length = task_index, crop, length
         self.severity, self.seed, self.epoch = severity, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict:
-        return self.sample(np.random.default_rng([self.seed, self.epoch, index]))
 
     def sample(self, rng: np.random.Generator) -> dict:
         index = int(rng.integers(len(self.bank.images)))

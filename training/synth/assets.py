@@ -10,29 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from training.errors import DataError
-
-SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-
-
-def _files(folder: Path, what: str) -> list[Path]:
-    if not folder.is_dir():
-        raise DataError(f"{what} folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
-    if not files:
-        raise DataError(f"no images in {what} folder {folder}")
-    return files
-
-
-def read_gray(path: Path) -> np.ndarray:
-    """uint8 (H, W); unreadable files raise DataError naming the path."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("L"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
+from training.image_files import list_images, read_image
 
 
 @dataclass(frozen=True)
@@ -45,7 +25,7 @@ class StreakBank:
     @classmethod
     def load(cls, folder: Path) -> StreakBank:
         folder = Path(folder)
-        layers = tuple(read_gray(p) for p in _files(folder, "rain-streak"))
+        layers = tuple(read_image(p, "L") for p in list_images(folder, "rain-streak"))
         small = [p.shape for p in layers if min(p.shape) < 16]
         if small:
             raise DataError(f"rain-streak layers in {folder} must be at least 16 px, found {small[0]}")
@@ -69,11 +49,11 @@ class DepthBank:
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"depth data folder not found: {folder}")
-        images = _files(folder / "image", "depth-data image")
+        images = list_images(folder / "image", "depth-data image")
         depth_dir = folder / "depth"
-        depth_files = {p.stem: p for p in _files(depth_dir, "depth-data depth")}
+        depth_files = {p.stem: p for p in list_images(depth_dir, "depth-data depth")}
         missing = [p for p in images if p.stem not in depth_files]
         if missing:
             raise DataError(f"no depth map for {missing[0]} in {depth_dir}")
-        depths = tuple(read_gray(depth_files[p.stem]) for p in images)
+        depths = tuple(read_image(depth_files[p.stem], "L") for p in images)
         return cls(tuple(images), depths, folder)
