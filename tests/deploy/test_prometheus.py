@@ -7,11 +7,10 @@ Only panels tagged GPU only (description) may stay empty: NVML metrics do not ex
 import logging
 import math
 import shutil
-import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from PIL import Image
 
 from service.settings import Settings
+from tests.deploy.waiting import free_port, wait_for
 from tests.service.conftest import BASE, LiveServer, encode, png, scene
 
 pytestmark = pytest.mark.integration
@@ -40,20 +40,6 @@ scrape_configs:
 # queue (admitted alone, refused while another is in flight), 300 kB uploads, 1 MP images.
 LIMITS = {"queue_size": 12, "max_upload_bytes": 300_000, "max_pixels": 1_000_000}
 BIG = (200, 200)  # 4 x 4 = 16 tiles of 64 px with 16 px overlap
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

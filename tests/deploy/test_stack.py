@@ -7,11 +7,9 @@ host ports are changed (free ones, so nothing else on 8000/9090 matters). Grafan
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -19,6 +17,7 @@ import pytest
 
 from tests.deploy.conftest import REPO
 from tests.deploy.containers import BUILD_ARGS, Podman, prometheus_image
+from tests.deploy.waiting import free_port, wait_for
 from tests.service.conftest import png
 
 pytestmark = pytest.mark.integration
@@ -36,19 +35,6 @@ services:
   prometheus:
     ports: !override ["127.0.0.1:{prometheus_port}:9090"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(1)
 
 
 @dataclass
