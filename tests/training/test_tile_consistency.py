@@ -1,5 +1,5 @@
 """Tiled vs whole restoration through the service's own engine and tiling: >= 40 dB apart at
-most, for every weather prompt, on a photo-like scene cut into 3 x 4 default tiles (issue 13;
+most, for every weather prompt, on a photo-like scene cut into the service's default tiles (issue 13;
 `python -m bench.tile_consistency` measures 1-3 MP photos)."""
 
 from dataclasses import replace
@@ -25,8 +25,8 @@ TILE, OVERLAP = Settings().tile_size, Settings().tile_overlap
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    """(3, 560, 848): the default 256-px tiles with 32-px overlap cut it into 3 x 4."""
-    return np.ascontiguousarray(draw_city_scene(560, 848, seed=3).transpose(2, 0, 1), dtype=np.float32)
+    """(3, 1000, 1400): 1.4 MP, cut into 3 x 3 default tiles (512 px, overlap 64)."""
+    return np.ascontiguousarray(draw_city_scene(1000, 1400, seed=3).transpose(2, 0, 1), dtype=np.float32)
 
 
 def worst_agreement(model: TAPNet, photo: np.ndarray, folder: Path, tasks: int | None = None) -> float:
