@@ -12,7 +12,7 @@ EVAL_SIZE=${EVAL_SIZE:-0}  # resize the longer side for speed (0: full size)
 TABLE=${TABLE:-docs/data_ablation.md}
 VAL=../shared/data/validation
 REAL=${REAL:-../shared/data/real}
-ARMS=${ARMS:-1 2}  # run the arms as parallel processes with ARMS=1 / ARMS=2, then ARMS= for the table
+ARMS=${ARMS-1 2}  # parallel arms: ARMS=1 and ARMS=2 as two processes, then ARMS="" for the table alone
 for v in $ARMS; do
     arm="$OUT/v$v"
     tap-train pretrain --config configs/data-ablation/pretrain.yaml --out "$arm/pretrain" \
