@@ -44,11 +44,13 @@ async def render(bundle: Path, out: Path, size: tuple[int, int]) -> None:
             result = await pipeline.restore(png_bytes(degraded), weather)
             auto = (await pipeline.restore(png_bytes(degraded), "auto")).decision
             restored = Image.open(io.BytesIO(result.data)).convert("RGB")
-            rows.append([
-                labelled(Image.fromarray(to_uint8(degraded)), f"input: synthetic {weather}"),
-                labelled(restored, f"degradation={weather}  (auto would pick {auto.label}, {auto.confidence:.0%})"),
-                labelled(Image.fromarray(to_uint8(clean)), "clean scene"),
-            ])
+            rows.append(
+                [
+                    labelled(Image.fromarray(to_uint8(degraded)), f"input: synthetic {weather}"),
+                    labelled(restored, f"degradation={weather}  (auto would pick {auto.label}, {auto.confidence:.0%})"),
+                    labelled(Image.fromarray(to_uint8(clean)), "clean scene"),
+                ]
+            )
     w, h = rows[0][0].size
     sheet = Image.new("RGB", (3 * w + 8, len(rows) * (h + 4)), (24, 24, 24))
     for r, row in enumerate(rows):

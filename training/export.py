@@ -56,8 +56,16 @@ def _export(graph: nn.Module, args: tuple, path: Path, names: tuple[list[str], l
     dim = torch.export.Dim.DYNAMIC
     shapes = {name: {axis: dim for axis in axes} for name, axes in dynamic.items()}
     torch.onnx.export(
-        graph, args, str(path), input_names=names[0], output_names=names[1],
-        opset_version=OPSET, dynamo=True, dynamic_shapes=shapes, external_data=False, verbose=False,
+        graph,
+        args,
+        str(path),
+        input_names=names[0],
+        output_names=names[1],
+        opset_version=OPSET,
+        dynamo=True,
+        dynamic_shapes=shapes,
+        external_data=False,
+        verbose=False,
     )
 
 

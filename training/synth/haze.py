@@ -18,9 +18,7 @@ def depth_proxy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     horizon = rng.uniform(-0.2, 0.6)  # fraction of the height where depth stops growing
     ys = np.linspace(0, 1, h, dtype=F32)[:, None]
     vertical = np.clip((1 - ys - horizon) / max(1 - horizon, 0.2), 0, 1)
-    dark_channel = smooth(
-        np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2]), 0.06 * size
-    )
+    dark_channel = smooth(np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2]), 0.06 * size)
     noise = value_noise(rng, h, w, cell=rng.uniform(0.25, 0.6) * size)
     weights = rng.dirichlet([2.0, 2.0, 1.2])
     depth = weights[0] * vertical + weights[1] * dark_channel + weights[2] * noise
