@@ -191,9 +191,17 @@ def build_training_set(cfg: TrainConfig, tasks: list[str], synthetic: bool = Tru
 
 
 def make_loader(dataset: Dataset, cfg: TrainConfig, world: World) -> DataLoader:
+    """Shuffled batches. A dataset shorter than an epoch (a few real pairs: random crops, so no two
+    draws are alike) is drawn with replacement up to `samples_per_epoch`: with 4 pairs and batch 8 an
+    epoch would otherwise hold no batch at all, and with 18 it would restart the workers every 2 steps."""
     gen = torch.Generator().manual_seed(cfg.seed)
+    epoch = max(cfg.data.samples_per_epoch, cfg.data.batch_size * world.size)
     if world.size > 1:
         sampler = DistributedSampler(dataset, world.size, world.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        if len(dataset) < epoch:
+            raise ValueError(f"{len(dataset)} items is less than an epoch ({epoch}) for DDP; use a longer dataset")
+    elif len(dataset) < epoch:
+        sampler = RandomSampler(dataset, replacement=True, num_samples=epoch, generator=gen)
     else:
         sampler = RandomSampler(dataset, generator=gen)
     return DataLoader(

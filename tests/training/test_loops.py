@@ -222,3 +222,15 @@ def test_tune_classifier_changes_only_the_classifier(prompt_tuned, tiny_clean_di
     with torch.no_grad():
         assert torch.equal(base(lq, base.prompt_for(["rain", "haze"])), tuned(lq, tuned.prompt_for(["rain", "haze"])))
     assert "acc" in (tmp_path / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_a_dataset_smaller_than_a_batch_still_gives_full_batches(tiny_paired_dir, tiny_clean_dir):
+    """4 real pairs and batch 8: drawn with replacement (random crops), never an empty epoch."""
+    from training.datasets import PairedFolder
+    from training.distributed import World
+    from training.loops import make_loader
+
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir) + ["data.batch_size=8", "data.samples_per_epoch=32"])
+    loader = make_loader(PairedFolder(tiny_paired_dir, 0, crop=16), cfg, World(rank=0, size=1, local_rank=0))
+    sizes = [len(batch["lq"]) for batch in loader]
+    assert sizes == [8, 8, 8, 8]
