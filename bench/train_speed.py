@@ -46,8 +46,9 @@ RECIPES = (
     Recipe("+ 2 intra-op threads", 2, False, False, 8),
     Recipe("+ bf16 autocast", 2, True, False, 8),
     Recipe("+ channels-last", 2, True, True, 8),
-    Recipe("new: configs/default (+ batch 16)", 2, True, True, 16),
+    Recipe("+ batch 16: all new settings", 2, True, True, 16),
 )
+SAME_NETWORK = RECIPES[1]  # the old settings on architecture 2: what the settings alone buy
 
 
 def run_recipe(recipe: Recipe, steps: int, log_every: int, clean_dir: Path, work: Path) -> float:
@@ -102,11 +103,17 @@ def main(argv: list[str] | None = None) -> Report:
     ]
     new = RECIPES[-1]
     verdict = "met" if ratios[new] >= TARGET else "**not met**"
-    headline = f"stage-1 training {ratios[new]:.2f}x the samples/s of the old recipe (target {TARGET:.0f}x: {verdict})"
+    settings_only = statistics.median(a / b for a, b in zip(rates[new], rates[SAME_NETWORK], strict=True))
+    headline = (
+        f"stage-1 training {ratios[new]:.2f}x the samples/s of the old recipe (target {TARGET:.0f}x: {verdict}); "
+        f"{settings_only:.2f}x on the same network (architecture 2 costs "
+        f"{1 - statistics.median(rates[SAME_NETWORK]) / statistics.median(rates[OLD]):.0%} of the old speed)"
+    )
     body = [
         f"Stage-1 loop (`training.loops.fit`) on 128² crops of the clean photos, data engine v2 in one DataLoader "
         f"worker; {steps} steps per recipe per round ({log_every}-step intervals, the first "
-        f"dropped), {rounds} rounds round-robin. Ratio: median over rounds of samples/s over the old recipe's.",
+        f"dropped), {rounds} rounds round-robin. Ratio: median over rounds of samples/s over the old recipe's. "
+        "configs/default now trains 8 crops of 192² per step (the pixels of 18 crops of 128²) with these settings.",
         "",
         md_table(["recipe", "samples/s (median)", "per round", "vs old"], rows),
         "",
