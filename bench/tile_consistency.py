@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="one scene, one real photo")
     parser.add_argument("--bundle", type=Path, action="append", help="bundle(s) to compare (default artifacts/default)")
     parser.add_argument("--tile", type=int, default=Settings().tile_size)
-    parser.add_argument("--overlaps", default=f"16,{Settings().tile_overlap},64")
+    parser.add_argument("--overlaps", default=f"{Settings().tile_overlap // 2},{Settings().tile_overlap}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     return parser
