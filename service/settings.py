@@ -17,17 +17,18 @@ class Settings(BaseSettings):
     precision: Literal["fp32", "fp16"] = "fp32"  # fp16 needs backbone_fp16 in the bundle
 
     # Images larger than tile_size on either side are cut into tile_size x tile_size tiles.
-    # 768/96: tiles agree with the whole photo to >= 40 dB (bench/results/tile_consistency.md);
-    # 256/32 and 512/64 fell to 37 and 39 dB on a real dense-haze photo. All three process about
-    # (tile / (tile - overlap))^2 = 1.31x the pixels of a large photo.
-    tile_size: int = Field(768, ge=16, le=4096)
+    # 512/96: tiles agree with the whole photo to >= 40 dB on 1-3 MP photos
+    # (bench/results/tile_consistency.md); 256/32 and 512/64 fell to 37 and 39 dB on a real
+    # dense-haze photo. Cost: (tile / (tile - overlap))^2 = 1.51x the pixels of a large photo (1.31x
+    # for 256/32). Larger tiles do worse on photos with a side shorter than a tile (edge-padded tiles).
+    tile_size: int = Field(512, ge=16, le=4096)
     tile_overlap: int = Field(96, ge=0)
 
     # Dynamic batching. queue_size counts *tiles* admitted and not yet finished
     # (waiting or running); a request that would exceed it gets 503 + Retry-After.
     max_batch: int = Field(8, ge=1, le=256)
     max_delay_ms: float = Field(5.0, ge=0)
-    queue_size: int = Field(56, ge=1)  # 56 tiles of 768^2 = 33 MP in flight at most
+    queue_size: int = Field(128, ge=1)  # 128 tiles of 512^2 = 33.5 MP in flight at most
     retry_after_s: int = Field(1, ge=1)
     request_timeout_s: float = Field(60.0, gt=0)  # deadline per request, from arrival -> 504
 

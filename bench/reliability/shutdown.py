@@ -21,6 +21,7 @@ SETTINGS: dict[str, object] = {
     "tile_size": 128,
     "tile_overlap": 16,
     "max_batch": 2,
+    "queue_size": 512,  # all 8 x 49 tiles admitted at once
     "intra_op_threads": 1,
     "prompt_reload_interval_s": 0,
 }

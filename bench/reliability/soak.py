@@ -37,6 +37,7 @@ SETTINGS: dict[str, object] = {
     "tile_overlap": 16,
     "max_batch": 8,
     "max_delay_ms": 5,
+    "queue_size": 512,  # the concurrent warm-up is admitted whole, as when this soak was first measured
     "intra_op_threads": 1,
     "prompt_reload_interval_s": 0,
 }

@@ -25,7 +25,7 @@ TILE, OVERLAP = Settings().tile_size, Settings().tile_overlap
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    """(3, 1000, 1400): 1.4 MP, cut into 2 x 2 default tiles (768 px, overlap 96)."""
+    """(3, 1000, 1400): 1.4 MP, cut into 3 x 3 default tiles (512 px, overlap 96)."""
     return np.ascontiguousarray(draw_city_scene(1000, 1400, seed=3).transpose(2, 0, 1), dtype=np.float32)
 
 
