@@ -24,6 +24,7 @@ from model.net import TAPNet
 from training import synth
 from training.baselines import dark_channel_prior
 from training.datasets import PairedFolder, list_images, read_rgb, split_clean, to_tensor
+from training.image_files import fit_longer_side
 from training.metrics import image_metrics, quantize
 from training.real_photos import evaluate_real, format_real
 
@@ -65,16 +66,6 @@ class GridRow:
     tiles: list[np.ndarray]  # uint8 thumbnails, GRID_COLUMNS order
 
 
-def fit(image: np.ndarray, size: int) -> np.ndarray:
-    """Downscale (bicubic) so the longer side is at most `size`; 0 keeps full resolution."""
-    h, w = image.shape[:2]
-    if size <= 0 or max(h, w) <= size:
-        return image
-    scale = size / max(h, w)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(new, Image.Resampling.BICUBIC))
-
-
 def center_crop(image: np.ndarray, crop: int) -> np.ndarray:
     h, w = image.shape[:2]
     top, left = (h - min(h, crop)) // 2, (w - min(w, crop)) // 2
@@ -87,7 +78,7 @@ def held_out_photos(
     """Centre crops of the clean photos that training held out (the val split of `split_clean`);
     `holdout_every` must be the trained model's own `data.holdout_every`."""
     files = split_clean(list_images(Path(clean_dir)), holdout_every, "val")
-    return [fit(np.ascontiguousarray(center_crop(read_rgb(f), crop)), size) for f in files]
+    return [fit_longer_side(np.ascontiguousarray(center_crop(read_rgb(f), crop)), size) for f in files]
 
 
 def synthetic_samples(photos: list[np.ndarray], task: int, task_name: str, count: int, seed: int) -> list[Sample]:
@@ -109,7 +100,7 @@ def paired_samples(root: Path, task: int, size: int) -> Iterator[Sample]:
     for i in range(len(folder)):
         item = folder[i]
         lq, gt = (quantize(item[k].permute(1, 2, 0).numpy()) for k in ("lq", "gt"))
-        yield Sample(item["name"], fit(lq, size), fit(gt, size), task)
+        yield Sample(item["name"], fit_longer_side(lq, size), fit_longer_side(gt, size), task)
 
 
 def _tensor(image: np.ndarray, model: TAPNet) -> torch.Tensor:
@@ -156,7 +147,7 @@ def evaluate_source(model: TAPNet, source: Source, grid: list[GridRow]) -> dict:
         if i < GRID_PER_DATASET:
             label = f"{source.name} {sample.name}  auto: {model.classes[predicted]}"
             tiles = [outputs["input"], outputs["given task"], outputs["auto"], sample.gt]
-            grid.append(GridRow(label, [fit(t, GRID_TILE) for t in tiles]))
+            grid.append(GridRow(label, [fit_longer_side(t, GRID_TILE) for t in tiles]))
     if not scores:
         raise ValueError(f"{source.name}: no images to evaluate")
     methods = {

@@ -36,3 +36,13 @@ def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
 def read_rgb(path: Path) -> np.ndarray:
     """uint8 (H, W, 3)."""
     return read_image(path, "RGB")
+
+
+def fit_longer_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Downscale (bicubic) so the longer side is at most `size`; 0 keeps full resolution."""
+    h, w = image.shape[:2]
+    if size <= 0 or max(h, w) <= size:
+        return image
+    scale = size / max(h, w)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(new, Image.Resampling.BICUBIC))

@@ -20,6 +20,7 @@ from model.net import CLEAN_CLASS, TAPNet
 from service.engine import decide
 from service.settings import Settings
 from training.datasets import DataError, list_images, read_rgb, to_tensor
+from training.image_files import fit_longer_side
 from training.metrics import grid_score, quantize
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,6 @@ def real_folders(root: Path, classes: list[str]) -> dict[str, list[Path]]:
     if not found:
         raise DataError(f"{root} has no subfolder named after a class ({', '.join(classes)})")
     return found
-
-
-def fit_longer_side(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    if size <= 0 or max(h, w) <= size:
-        return image
-    scale = size / max(h, w)
-    return np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.Resampling.BICUBIC))
 
 
 @torch.no_grad()
