@@ -4,12 +4,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ENCODER_INPUT_SIZE = 128  # whole photos are resized to this square before the encoder
+from service.classifier_view import ClassifierView
 
 
-def encoder_view(image: torch.Tensor) -> torch.Tensor:
-    """Resize a batch to the encoder's input square, as the service does with whole photos."""
-    size = (ENCODER_INPUT_SIZE, ENCODER_INPUT_SIZE)
+def encoder_view(image: torch.Tensor, view: ClassifierView) -> torch.Tensor:
+    """Resize a batch as the service resizes a whole photo for the classifier."""
+    size = view.shape(*image.shape[-2:])
     if tuple(image.shape[-2:]) == size:
         return image
     return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)

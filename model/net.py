@@ -9,6 +9,7 @@ from torch import nn
 from model.blocks import BilinearUpsample, Downsample, NAFBlock, ShuffleUpsample, stage
 from model.encoder import DegradationEncoder, TaskKeys
 from model.prompts import PromptBank
+from service.classifier_view import LONGER_SIDE, SQUARE, ClassifierView
 
 CLEAN_CLASS = "clean"
 DEFAULT_TASKS = ("rain", "raindrop", "haze", "snow")
@@ -33,10 +34,14 @@ class NetConfig:
     embed_dim: int = 64
     temperature: float = 0.07
     tasks: tuple[str, ...] = field(default=DEFAULT_TASKS)
+    # How a whole photo is shown to the encoder (service.classifier_view); tune-classifier sets it.
+    classifier_view: str = LONGER_SIDE
+    classifier_size: int = 512
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch}; this code builds {ARCHITECTURES}")
+        ClassifierView(self.classifier_view, self.classifier_size)  # raises on a bad view
 
     @property
     def pad_multiple(self) -> int:
@@ -52,8 +57,13 @@ class NetConfig:
         if unknown:
             raise ValueError(f"unknown NetConfig fields: {sorted(unknown)}")
         tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
-        # Checkpoints written before `arch` existed are the first architecture.
-        return cls(**{"arch": 1, **data, **tuples})
+        # Checkpoints written before `arch` existed are the first architecture; before
+        # `classifier_view` existed, the encoder saw photos squashed to a 128-px square.
+        return cls(**{"arch": 1, "classifier_view": SQUARE, "classifier_size": 128, **data, **tuples})
+
+    @property
+    def view(self) -> ClassifierView:
+        return ClassifierView(self.classifier_view, self.classifier_size)
 
 
 NET_VARIANTS: dict[str, NetConfig] = {

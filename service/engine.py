@@ -19,6 +19,7 @@ from PIL import Image
 
 from service import metrics
 from service.bundle import MANIFEST, TASK_NAME, Bundle, BundleError, load_bundle, load_prompts
+from service.classifier_view import ClassifierView
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Engine:
         self.model_version = self.bundle.model_version
         self.classes = self.bundle.classes
         self.pad_multiple = int(manifest.get("pad_multiple", 1))
-        self.classifier_size = int(manifest.get("classifier_input_size", 128))
+        self.classifier_view = ClassifierView.from_manifest(manifest)
         if settings.tile_size - settings.tile_overlap < self.pad_multiple:
             raise ValueError(f"tile_size - tile_overlap must be >= the bundle's pad_multiple {self.pad_multiple}")
         if settings.precision == "fp16":
@@ -213,11 +214,12 @@ class Engine:
         return restored
 
     def classify(self, rgb: np.ndarray) -> dict[str, float]:
-        """Class probabilities of a (H, W, 3) float image, resized whole to the classifier's square."""
-        size = self.classifier_size
+        """Class probabilities of a (H, W, 3) float image, shown whole as the bundle's classifier view says."""
+        height, width = self.classifier_view.shape(*rgb.shape[:2])
         small = Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
-        small = small.resize((size, size), Image.Resampling.BILINEAR)
-        x = (np.asarray(small, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None]  # (1, 3, S, S)
+        if small.size != (width, height):
+            small = small.resize((width, height), Image.Resampling.BILINEAR)
+        x = (np.asarray(small, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None]  # (1, 3, h, w)
         logits = self.classifier.run(None, {"image": np.ascontiguousarray(x)})[0][0]
         probs = softmax(logits.astype(np.float64))
         return {c: float(p) for c, p in zip(self.classes, probs, strict=True)}
@@ -231,7 +233,8 @@ class Engine:
         vec = next(iter(self.prompts.values()), np.zeros(self.bundle.prompt_dim, np.float32))
         for n in sorted({1, self.settings.max_batch}):
             self.run_backbone(np.full((n, 3, tile, tile), 0.5, np.float32), np.tile(vec, (n, 1)))
-        self.classify(np.full((self.classifier_size, self.classifier_size, 3), 0.5, np.float32))
+        side = self.classifier_view.size
+        self.classify(np.full((side, side, 3), 0.5, np.float32))
         self.warmed = True
         log.info("warmed up on %s (tile %d, batch <= %d)", self.execution_provider, tile, self.settings.max_batch)
 

@@ -74,6 +74,26 @@ class PromptConfig:
 
 
 @dataclass
+class ClassifierConfig:
+    """tune-classifier: how photos are shown to the degradation encoder.
+
+    Inference (saved into the model, so export and the service use the same): a whole photo with
+    its longer side shrunk to `view_size` (never enlarged). Training: each `data.crop` crop
+    yields a random square of `train_view`·s px, s log-uniform in [1, max_shrink], resized to
+    `train_view`, so weather is seen at the range of scales that shrinking photos of ~1-2x the
+    crop to `view_size` produces. A weather crop whose view stays within `visible_psnr` dB of its
+    clean view (e.g. out-of-focus drops that vanish) is labelled `clean`: auto mode returns such
+    photos untouched, and labelling them as weather teaches the classifier to call clean photos
+    weather. 0 turns the relabelling off.
+    """
+
+    view_size: int = 512
+    train_view: int = 160
+    max_shrink: float = 2.0
+    visible_psnr: float = 30.0
+
+
+@dataclass
 class TrainConfig:
     variant: str = "default"
     steps: int = 2000
@@ -89,6 +109,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
 
 def _coerce(value: typing.Any, kind: typing.Any, key: str) -> typing.Any:

@@ -117,7 +117,7 @@ def restore(model: TAPNet, lq: np.ndarray, task: int) -> np.ndarray:
 @torch.no_grad()
 def auto_class(model: TAPNet, image: np.ndarray) -> int:
     """Auto mode's decision for a whole image: argmax over tasks + `clean`."""
-    return int(model.classify(encoder_view(_tensor(image, model))).argmax(1))
+    return int(model.classify(encoder_view(_tensor(image, model), model.cfg.view)).argmax(1))
 
 
 def run_methods(model: TAPNet, sample: Sample) -> tuple[dict[str, np.ndarray], int]:

@@ -16,7 +16,6 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from model.encoder import ENCODER_INPUT_SIZE as CLASSIFIER_INPUT_SIZE
 from model.net import TAPNet
 from service.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file, write_json_atomic, write_prompt
 
@@ -76,7 +75,8 @@ def export_backbone(model: TAPNet, path: Path, half: bool = False) -> None:
 
 
 def export_classifier(model: TAPNet, path: Path) -> None:
-    example = (torch.rand(2, 3, CLASSIFIER_INPUT_SIZE, CLASSIFIER_INPUT_SIZE),)
+    side = model.cfg.classifier_size
+    example = (torch.rand(2, 3, side, side),)
     _export(ClassifierGraph(model).eval(), example, path, (["image"], ["logits"]), {"image": (0, 2, 3)})
 
 
@@ -175,7 +175,8 @@ def export_bundle(
         "prompt_dim": d,
         "pad_multiple": model.cfg.pad_multiple,
         "padding": "inside the graph (edge padding to pad_multiple, cropped back)",
-        "classifier_input_size": CLASSIFIER_INPUT_SIZE,
+        "classifier_input_size": model.cfg.classifier_size,
+        "classifier_view": model.cfg.classifier_view,
         "backbone": {
             "file": "backbone.onnx",
             "inputs": {"image": [n, 3, "H", "W"], "prompt": [n, d]},

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, RandomSampler
@@ -29,7 +30,8 @@ from tqdm import tqdm
 from model.checkpoint import load_model, save_weights
 from model.encoder import encoder_view
 from model.net import NET_VARIANTS, TAPNet
-from training.config import TrainConfig, save_config, to_dict
+from service.classifier_view import LONGER_SIDE
+from training.config import ClassifierConfig, TrainConfig, save_config, to_dict
 from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources, training_mixture
 from training.distributed import World, init_distributed, shutdown_distributed
 from training.losses import batch_psnr, charbonnier, info_nce, prompt_similarity, relatedness_loss
@@ -112,7 +114,7 @@ class PromptTuneStep(nn.Module):
         pred = self.model(lq, vectors[task.clamp(max=len(vectors) - 1)])
         restoration = masked_charbonnier(pred, gt, degraded.float())
         keys = self.model.keys(vectors if self.loss_cfg.contrastive else vectors.detach())
-        logits = self.model.embed(encoder_view(lq)) @ keys.t() / self.model.keys.temperature
+        logits = self.model.embed(encoder_view(lq, self.model.cfg.view)) @ keys.t() / self.model.keys.temperature
         nce = info_nce(logits, task)
         loss = restoration + self.loss_cfg.nce_weight * nce
         stats = {"nce": nce.detach(), "acc": (logits.argmax(1) == task).float().mean()}
@@ -135,23 +137,56 @@ class AddTaskStep(nn.Module):
     def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
         vectors = self.model.task_vectors()
         pred = self.model(lq, vectors[self.task_index].expand(len(lq), -1))
-        logits = self.model.embed(encoder_view(lq)) @ self.model.keys(vectors).t() / self.model.keys.temperature
+        embedding = self.model.embed(encoder_view(lq, self.model.cfg.view))
+        logits = embedding @ self.model.keys(vectors).t() / self.model.keys.temperature
         nce = info_nce(logits, torch.full_like(task, self.task_index))
         return charbonnier(pred, gt) + self.nce_weight * nce, pred, {"nce": nce.detach()}
 
 
-class ClassifierStep(nn.Module):
-    """tune-classifier: InfoNCE against fixed task keys; no restoration (pred is the input)."""
+def classifier_views(lq: torch.Tensor, gt: torch.Tensor, view: ClassifierConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the same random square of train_view·s px (s log-uniform in [1, max_shrink]) from
+    lq and gt, resized to train_view: weather at the scales shrunk whole photos show it."""
+    side = min(lq.shape[-2:])
+    out_lq, out_gt = [], []
+    for a, b in zip(lq, gt, strict=True):
+        shrink = math.exp(float(torch.empty(()).uniform_(0, math.log(view.max_shrink))))
+        size = min(side, round(view.train_view * shrink))
+        top = int(torch.randint(lq.shape[-2] - size + 1, ()))
+        left = int(torch.randint(lq.shape[-1] - size + 1, ()))
+        pair = torch.stack([a, b])[:, :, top : top + size, left : left + size]
+        if size != view.train_view:
+            square = (view.train_view, view.train_view)
+            pair = F.interpolate(pair, size=square, mode="bilinear", antialias=True, align_corners=False)
+        out_lq.append(pair[0])
+        out_gt.append(pair[1])
+    return torch.stack(out_lq), torch.stack(out_gt)
 
-    def __init__(self, model: TAPNet) -> None:
+
+def invisible_weather(lq: torch.Tensor, gt: torch.Tensor, visible_psnr: float) -> torch.Tensor:
+    """(N,) True where a view is within visible_psnr dB of its clean view."""
+    mse = (lq.float() - gt.float()).pow(2).mean((1, 2, 3)).clamp_min(1e-12)
+    return -10 * torch.log10(mse) >= visible_psnr
+
+
+class ClassifierStep(nn.Module):
+    """tune-classifier: InfoNCE against fixed task keys on classifier views (ClassifierConfig);
+    no restoration (pred is the input)."""
+
+    def __init__(self, model: TAPNet, view: ClassifierConfig) -> None:
         super().__init__()
         self.model = model
+        self.view = view
+        self.clean = len(model.tasks)
 
     def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
+        views, clean_views = classifier_views(lq, gt, self.view)
+        if self.view.visible_psnr > 0:
+            task = torch.where(invisible_weather(views, clean_views, self.view.visible_psnr), self.clean, task)
         keys = self.model.keys(self.model.task_vectors().detach())
-        logits = self.model.embed(encoder_view(lq)) @ keys.t() / self.model.keys.temperature
+        logits = self.model.embed(views) @ keys.t() / self.model.keys.temperature
         loss = info_nce(logits, task)
-        return loss, lq, {"acc": (logits.argmax(1) == task).float().mean()}
+        stats = {"acc": (logits.argmax(1) == task).float().mean(), "clean": (task == self.clean).float().mean()}
+        return loss, lq, stats
 
 
 def synthetic_from(cfg: TrainConfig, tasks: list[str], **overrides) -> SyntheticWeather:
@@ -406,9 +441,13 @@ def tune_classifier(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TA
         raise ValueError("tune-classifier needs a prompt-tuned checkpoint: --init PATH/model.safetensors")
     seed_everything(cfg.seed)
     model = load_model(Path(cfg.init))[0]
+    view = cfg.classifier
+    if view.train_view > cfg.data.crop:
+        raise ValueError(f"classifier.train_view ({view.train_view}) must be <= data.crop ({cfg.data.crop})")
+    model.cfg = replace(model.cfg, classifier_view=LONGER_SIDE, classifier_size=view.view_size)
     params = model.freeze_for("classifier")
     dataset = build_training_set(cfg, model.tasks)
-    return fit(ClassifierStep(model), params, dataset, cfg, out_dir, "tune-classifier", resume)
+    return fit(ClassifierStep(model, view), params, dataset, cfg, out_dir, "tune-classifier", resume)
 
 
 def load_generator(spec: str):

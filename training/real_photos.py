@@ -52,7 +52,7 @@ def real_folders(root: Path, classes: list[str]) -> dict[str, list[Path]]:
 @torch.no_grad()
 def auto_decision(model: TAPNet, x: torch.Tensor, settings: Settings) -> tuple[str, dict[str, float]]:
     """The service's auto-mode decision for one (1, 3, H, W) image: (label, prompt weights)."""
-    probs = torch.softmax(model.classify(encoder_view(x)).double(), dim=1)[0].tolist()
+    probs = torch.softmax(model.classify(encoder_view(x, model.cfg.view)).double(), dim=1)[0].tolist()
     decision = decide(dict(zip(model.classes, probs, strict=True)), model.tasks, settings)
     return decision.label, decision.weights
 

@@ -18,11 +18,13 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
-from model.encoder import ENCODER_INPUT_SIZE, encoder_view
+from model.encoder import encoder_view
 from model.net import TAPNet
 from training import synth
 from training.datasets import to_tensor
 from training.evaluate import Sample, held_out_photos, synthetic_samples
+
+CROP = 128  # held-out crops, the size prompt-tuning trains on
 
 FEATURE_TITLES = {
     "encoder": "degradation encoder embedding",
@@ -32,7 +34,7 @@ FEATURE_TITLES = {
 
 def tsne_samples(model: TAPNet, clean_dir: Path, per_task: int, seed: int) -> list[Sample]:
     """per_task degraded crops per task with a generator, plus up to per_task clean crops."""
-    photos = held_out_photos(clean_dir, ENCODER_INPUT_SIZE)
+    photos = held_out_photos(clean_dir, CROP)
     samples = [
         s
         for t, task in enumerate(model.tasks)
@@ -58,7 +60,7 @@ def sample_features(model: TAPNet, samples: list[Sample]) -> dict[str, np.ndarra
     try:
         for s in samples:
             lq = to_tensor(s.lq)[None]
-            encoder.append(model.embed(encoder_view(lq)))
+            encoder.append(model.embed(encoder_view(lq, model.cfg.view)))
             pooled.clear()
             model(lq, prompts[s.task][None])
             prompted.append(torch.cat(pooled, dim=1))

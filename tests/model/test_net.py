@@ -7,6 +7,7 @@ import torch
 
 from model.checkpoint import CheckpointError, load_model, save_weights
 from model.net import NET_VARIANTS, NetConfig, TAPNet
+from service.classifier_view import SQUARE, ClassifierView
 from tests.conftest import make_tiny_model
 
 
@@ -158,10 +159,12 @@ def test_architecture_1_checkpoints_still_load(tmp_path):
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata())
     net = json.loads(meta["net"])
-    del net["arch"], net["full_res_width"]  # as the first bundled model's checkpoint has it
+    for key in ("arch", "full_res_width", "classifier_view", "classifier_size"):
+        del net[key]  # as the first bundled model's checkpoint has it
     save_file(load_file(str(path)), str(path), metadata=meta | {"net": json.dumps(net)})
     loaded, _ = load_model(path)
     assert loaded.cfg.arch == 1
+    assert loaded.cfg.view == ClassifierView(SQUARE, 128)  # the view its classifier was trained on
     lq = torch.rand(1, 3, 40, 56)
     with torch.no_grad():
         torch.testing.assert_close(loaded(lq, loaded.prompt_for(["rain"])), old(lq, old.prompt_for(["rain"])))
@@ -170,6 +173,11 @@ def test_architecture_1_checkpoints_still_load(tmp_path):
 def test_unknown_architecture_is_refused():
     with pytest.raises(ValueError, match="unknown architecture 3"):
         NetConfig(arch=3)
+
+
+def test_unknown_classifier_view_is_refused():
+    with pytest.raises(ValueError, match="unknown classifier view 'crop'"):
+        NetConfig(classifier_view="crop")
 
 
 def flat_output_ripple(arch: int) -> float:

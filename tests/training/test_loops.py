@@ -11,9 +11,10 @@ import torch
 
 from model.checkpoint import load_model
 from model.net import NET_VARIANTS, TAPNet
+from service.classifier_view import LONGER_SIDE, ClassifierView
 from training.cli import main as tap_train
-from training.config import load_config
-from training.loops import add_task, pretrain, prompt_tune, tune_classifier
+from training.config import ClassifierConfig, load_config
+from training.loops import add_task, classifier_views, invisible_weather, pretrain, prompt_tune, tune_classifier
 from training.train_state import load_train_state, save_train_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +25,7 @@ def tiny_overrides(clean_dir: Path, steps: int = 4) -> list[str]:
         "variant=tiny",
         f"steps={steps}",
         "data.crop=32",
+        "classifier.train_view=16",
         "data.batch_size=4",
         "data.workers=0",
         "data.samples_per_epoch=16",
@@ -222,6 +224,37 @@ def test_tune_classifier_changes_only_the_classifier(prompt_tuned, tiny_clean_di
     with torch.no_grad():
         assert torch.equal(base(lq, base.prompt_for(["rain", "haze"])), tuned(lq, tuned.prompt_for(["rain", "haze"])))
     assert "acc" in (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    # the view it trained for travels with the weights (export writes it into the manifest)
+    assert tuned.cfg.view == ClassifierView(LONGER_SIDE, cfg.classifier.view_size)
+    assert load_model(tmp_path / "model.safetensors")[0].cfg.view == tuned.cfg.view
+
+
+def test_tune_classifier_refuses_views_larger_than_the_crop(prompt_tuned, tiny_clean_dir, tmp_path):
+    overrides = tiny_overrides(tiny_clean_dir, steps=1) + ["classifier.train_view=48"]
+    cfg = load_config(None, overrides + [f"init={prompt_tuned / 'model.safetensors'}"])
+    with pytest.raises(ValueError, match="classifier.train_view"):
+        tune_classifier(cfg, tmp_path)
+
+
+def test_classifier_views_crop_the_same_square_from_lq_and_gt():
+    torch.manual_seed(0)
+    gt = torch.rand(6, 3, 64, 64)
+    lq = gt + 0.25
+    view = ClassifierConfig(train_view=24, max_shrink=2.0)
+    views, clean_views = classifier_views(lq, gt, view)
+    assert views.shape == clean_views.shape == (6, 3, 24, 24)
+    torch.testing.assert_close(views, clean_views + 0.25)  # same region, same resize
+    # no shrink: exact sub-squares of the crop
+    exact, _ = classifier_views(lq, gt, ClassifierConfig(train_view=24, max_shrink=1.0))
+    assert any(torch.equal(exact[0], lq[0, :, t : t + 24, x : x + 24]) for t in range(41) for x in range(41))
+
+
+def test_weather_that_vanishes_in_the_view_is_labelled_clean():
+    gt = torch.rand(3, 3, 16, 16)
+    faint = gt + 0.001  # 60 dB: invisible
+    strong = gt + 0.2  # 14 dB
+    lq = torch.stack([faint[0], strong[1], gt[2]])
+    assert invisible_weather(lq, gt, 30.0).tolist() == [True, False, True]
 
 
 def test_a_dataset_smaller_than_a_batch_still_gives_full_batches(tiny_paired_dir, tiny_clean_dir):

@@ -37,7 +37,7 @@ def test_real_photos_auto_accuracy_follows_the_service_rule(real_dir, tmp_path):
     for path in sorted(real_dir.glob("*/*.png")):
         x = to_tensor(np.asarray(Image.open(path)))[None]
         with torch.no_grad():
-            probs = torch.softmax(model.classify(encoder_view(x)).double(), 1)[0].tolist()
+            probs = torch.softmax(model.classify(encoder_view(x, model.cfg.view)).double(), 1)[0].tolist()
         decision = decide(dict(zip(model.classes, probs, strict=True)), model.tasks, Settings())
         label = path.parent.name
         hits += decision.clean if label == "clean" else label in decision.weights
