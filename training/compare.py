@@ -11,8 +11,9 @@ def _cell(methods: dict, method: str) -> str:
 
 def compare_table(runs: dict[str, dict], method: str = "given task") -> str:
     """Markdown: one row per run; PSNR-Y / SSIM-Y per dataset for `method`, auto-mode accuracy
-    (synthetic weather, clean photos, real photos) and the real photos' grid score (median / worst
-    of the labelled weather's outputs) where the run evaluated real photos."""
+    (synthetic weather, clean crops, real photos), whole held-out clean photos returned untouched by
+    the service's rule, and the real photos' grid score (median / worst of the labelled weather's
+    outputs) where the run evaluated real photos."""
     datasets = list(next(iter(runs.values()))["datasets"])
     header = [
         "run",
@@ -21,6 +22,7 @@ def compare_table(runs: dict[str, dict], method: str = "given task") -> str:
         "auto acc. (weather)",
         "auto acc. (clean)",
         "auto acc. (real)",
+        "clean untouched (whole)",
         "grid (real)",
     ]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
@@ -37,6 +39,8 @@ def compare_table(runs: dict[str, dict], method: str = "given task") -> str:
         real = results.get("real") or {}
         accuracy.append(real.get("auto_accuracy"))
         acc = [f"{a:.3f}" if a is not None else "–" for a in accuracy]
+        clean = real.get("held_out_clean")
+        acc.append(f"{clean['untouched']} / {clean['n']}" if clean else "–")
         grid = real.get("grid", {}).get("given task")
         grid_cell = f"{grid['median']:.3f} / {grid['worst']:.3f}" if grid else "–"
         lines.append("| " + " | ".join([label, *cells, mean, *acc, grid_cell]) + " |")

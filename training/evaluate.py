@@ -23,10 +23,10 @@ from model.encoder import encoder_view
 from model.net import TAPNet
 from training import synth
 from training.baselines import dark_channel_prior
-from training.datasets import PairedFolder, list_images, read_rgb, split_clean, to_tensor
+from training.datasets import DataError, PairedFolder, list_images, read_rgb, split_clean, to_tensor
 from training.image_files import fit_longer_side
 from training.metrics import image_metrics, quantize
-from training.real_photos import evaluate_real, format_real
+from training.real_photos import clean_untouched, evaluate_real, format_real
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,14 @@ def run_evaluation(
         "auto": auto_summary(model, datasets, synthetic_names, clean) if synthetic_names else None,
         "real": evaluate_real(model, Path(real), size, out_dir / "real") if real is not None else None,
     }
+    if real is not None:  # and whole held-out clean photos: how many auto mode returns untouched
+        try:
+            held_out = split_clean(list_images(Path(clean_dir)), holdout_every, "val")
+        except DataError:
+            held_out = []
+            log.info("no clean photos in %s: real-photo evaluation without the clean check", clean_dir)
+        if held_out:
+            results["real"]["held_out_clean"] = clean_untouched(model, held_out, size)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     (out_dir / "report.md").write_text(format_report(results))

@@ -96,6 +96,20 @@ def evaluate_real(model: TAPNet, root: Path, size: int = 0, preview_dir: Path | 
     return summarize(photos)
 
 
+@torch.no_grad()
+def clean_untouched(model: TAPNet, paths: list[Path], size: int = 0) -> dict:
+    """Whole clean photos through auto mode's rule: how many the service would return untouched."""
+    model.eval()
+    settings = Settings()
+    device = next(model.parameters()).device
+    decisions: dict[str, int] = {}
+    for path in paths:
+        x = to_tensor(fit_longer_side(read_rgb(path), size))[None].to(device)
+        label, _ = auto_decision(model, x, settings)
+        decisions[label] = decisions.get(label, 0) + 1
+    return {"n": len(paths), "untouched": decisions.get(CLEAN_CLASS, 0), "decisions": decisions}
+
+
 def grid_stats(values: list[float]) -> dict[str, float]:
     return {"median": float(np.median(values)), "worst": float(np.max(values))}
 
@@ -139,4 +153,12 @@ def format_real(real: dict) -> list[str]:
         decisions = ", ".join(f"{k} {v}" for k, v in sorted(d.get("decisions", {}).items())) or "-"
         grids = [f"{d['grid'][o]['median']:.3f} / {d['grid'][o]['worst']:.3f}" for o in OUTPUTS]
         lines.append(f"| {name} | {d['n']} | {d['auto_accuracy']:.3f} | {decisions} | " + " | ".join(grids) + " |")
+    clean = real.get("held_out_clean")
+    if clean:
+        decisions = ", ".join(f"{k} {v}" for k, v in sorted(clean["decisions"].items()))
+        lines += [
+            "",
+            f"Held-out clean photos (whole, the service's rule): {clean['untouched']} of {clean['n']} returned "
+            f"untouched ({decisions}).",
+        ]
     return lines

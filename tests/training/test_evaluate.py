@@ -230,7 +230,11 @@ def test_compare_tables_several_runs(tmp_path, capsys):
     for name, psnr, acc in (("a", 20.0, 0.5), ("b", 22.5, 0.75)):
         (tmp_path / f"{name}.json").write_text(json.dumps(result(psnr, acc)))
     with_real = result(22.5, 0.75) | {
-        "real": {"auto_accuracy": 0.25, "grid": {"given task": {"median": 1.01, "worst": 1.2}}}
+        "real": {
+            "auto_accuracy": 0.25,
+            "grid": {"given task": {"median": 1.01, "worst": 1.2}},
+            "held_out_clean": {"n": 35, "untouched": 20, "decisions": {"clean": 20, "rain": 15}},
+        }
     }
     (tmp_path / "b.json").write_text(json.dumps(with_real))
     out = tmp_path / "table.md"
@@ -238,6 +242,6 @@ def test_compare_tables_several_runs(tmp_path, capsys):
         tap_train(["compare", f"low-rank={tmp_path / 'a.json'}", f"full={tmp_path / 'b.json'}", "--out", str(out)]) == 0
     )
     table = out.read_text()
-    assert "| low-rank | 20.00 / 0.500 | 20.00 | 0.500 | 1.000 | – | – |" in table
-    assert "| full | 22.50 / 0.500 | 22.50 | 0.750 | 1.000 | 0.250 | 1.010 / 1.200 |" in table
+    assert "| low-rank | 20.00 / 0.500 | 20.00 | 0.500 | 1.000 | – | – | – |" in table
+    assert "| full | 22.50 / 0.500 | 22.50 | 0.750 | 1.000 | 0.250 | 20 / 35 | 1.010 / 1.200 |" in table
     assert table in capsys.readouterr().out

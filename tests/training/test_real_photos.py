@@ -49,6 +49,29 @@ def test_real_photos_auto_accuracy_follows_the_service_rule(real_dir, tmp_path):
     assert len(list((tmp_path / "real").glob("*/*.png"))) == 4  # side-by-side previews
 
 
+def test_held_out_clean_photos_are_counted_by_the_service_rule(real_dir, tmp_path):
+    """The clean photos training held out (every 11th), whole, through auto mode: untouched or not."""
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    for k in range(22):
+        img = (draw_city_scene(64, 96, seed=10 + k) * 255).round().astype(np.uint8)
+        Image.fromarray(img).save(clean_dir / f"{k:02d}.png")
+    model = make_tiny_model()
+    out = tmp_path / "eval"
+    results = run_evaluation(
+        model, clean_dir=clean_dir, synthetic_per_task=0, paired=[], out_dir=out, real=real_dir, holdout_every=11
+    )["real"]["held_out_clean"]
+    expected: dict[str, int] = {}
+    for name in ("05.png", "16.png"):  # split_clean's val split: index % 11 == 5
+        x = to_tensor(np.asarray(Image.open(clean_dir / name)))[None]
+        with torch.no_grad():
+            probs = torch.softmax(model.classify(encoder_view(x, model.cfg.view)).double(), 1)[0].tolist()
+        label = decide(dict(zip(model.classes, probs, strict=True)), model.tasks, Settings()).label
+        expected[label] = expected.get(label, 0) + 1
+    assert results == {"n": 2, "untouched": expected.get("clean", 0), "decisions": expected}
+    assert f"{results['untouched']} of 2 returned untouched" in (out / "report.md").read_text()
+
+
 def test_real_folder_without_class_subfolders_is_a_clear_error(tmp_path):
     (tmp_path / "misc").mkdir()
     with pytest.raises(DataError, match="no subfolder named after a class"):
