@@ -36,7 +36,7 @@ class NetConfig:
     tasks: tuple[str, ...] = field(default=DEFAULT_TASKS)
     # How a whole photo is shown to the encoder (service.classifier_view); tune-classifier sets it.
     classifier_view: str = LONGER_SIDE
-    classifier_size: int = 512
+    classifier_size: int = 768
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:

@@ -16,7 +16,7 @@ VIEW_MODES = (SQUARE, LONGER_SIDE)
 @dataclass(frozen=True)
 class ClassifierView:
     mode: str = LONGER_SIDE
-    size: int = 512
+    size: int = 768
 
     def __post_init__(self) -> None:
         if self.mode not in VIEW_MODES:

@@ -87,7 +87,7 @@ class ClassifierConfig:
     weather. 0 turns the relabelling off.
     """
 
-    view_size: int = 512
+    view_size: int = 768
     train_view: int = 160
     max_shrink: float = 2.0
     visible_psnr: float = 30.0
