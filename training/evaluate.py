@@ -75,10 +75,15 @@ def center_crop(image: np.ndarray, crop: int) -> np.ndarray:
 def held_out_photos(
     clean_dir: Path, crop: int = SYNTH_CROP, size: int = 0, holdout_every: int = 11
 ) -> list[np.ndarray]:
-    """Centre crops of the clean photos that training held out (the val split of `split_clean`);
-    `holdout_every` must be the trained model's own `data.holdout_every`."""
-    files = split_clean(list_images(Path(clean_dir)), holdout_every, "val")
+    """Centre crops of the clean photos that training held out (`held_out_files`)."""
+    files = held_out_files(clean_dir, holdout_every)
     return [fit_longer_side(np.ascontiguousarray(center_crop(read_rgb(f), crop)), size) for f in files]
+
+
+def held_out_files(clean_dir: Path, holdout_every: int = 11) -> list[Path]:
+    """The clean photos training held out (the val split of `split_clean`); `holdout_every` must be
+    the trained model's own `data.holdout_every`."""
+    return split_clean(list_images(Path(clean_dir)), holdout_every, "val")
 
 
 def synthetic_samples(photos: list[np.ndarray], task: int, task_name: str, count: int, seed: int) -> list[Sample]:
@@ -259,7 +264,7 @@ def run_evaluation(
     }
     if real is not None:  # and whole held-out clean photos: how many auto mode returns untouched
         try:
-            held_out = split_clean(list_images(Path(clean_dir)), holdout_every, "val")
+            held_out = held_out_files(clean_dir, holdout_every)
         except DataError:
             held_out = []
             log.info("no clean photos in %s: real-photo evaluation without the clean check", clean_dir)

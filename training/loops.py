@@ -34,7 +34,7 @@ from service.classifier_view import LONGER_SIDE
 from training.config import ClassifierConfig, TrainConfig, save_config, to_dict
 from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources, training_mixture
 from training.distributed import World, init_distributed, shutdown_distributed
-from training.losses import batch_psnr, charbonnier, info_nce, prompt_similarity, relatedness_loss
+from training.losses import batch_psnr, charbonnier, image_psnr, info_nce, prompt_similarity, relatedness_loss
 from training.train_state import load_train_state, save_train_state
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,7 @@ def classifier_views(lq: torch.Tensor, gt: torch.Tensor, view: ClassifierConfig)
 
 def invisible_weather(lq: torch.Tensor, gt: torch.Tensor, visible_psnr: float) -> torch.Tensor:
     """(N,) True where a view is within visible_psnr dB of its clean view."""
-    mse = (lq.float() - gt.float()).pow(2).mean((1, 2, 3)).clamp_min(1e-12)
-    return -10 * torch.log10(mse) >= visible_psnr
+    return image_psnr(lq.float(), gt.float()) >= visible_psnr
 
 
 class ClassifierStep(nn.Module):

@@ -9,10 +9,15 @@ def charbonnier(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-3) -> torc
     return torch.sqrt((pred - gt).pow(2) + eps * eps).mean()
 
 
+def image_psnr(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """(N,) PSNR (dB) of each image, on values clamped to 0..1 (at most 100 dB)."""
+    mse = (pred.detach().clamp(0, 1) - gt).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
 def batch_psnr(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Mean PSNR (dB) over the batch, on values clamped to 0..1."""
-    mse = (pred.detach().clamp(0, 1) - gt).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return (10 * torch.log10(1.0 / mse)).mean()
+    return image_psnr(pred, gt).mean()
 
 
 def info_nce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -47,38 +47,28 @@ class ShapeSpy:
         return self.session.run(names, feeds)
 
 
-def engine_for(bundle, manifest_changes: dict) -> Engine:
+def engine_for(bundle, changes: dict, drop: tuple[str, ...] = ()) -> Engine:
+    """An engine on `bundle` after its manifest gets `changes` and loses the `drop` keys."""
     manifest_path = bundle / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest_path.write_text(json.dumps(manifest | manifest_changes))
+    manifest = json.loads(manifest_path.read_text()) | changes
+    manifest_path.write_text(json.dumps({k: v for k, v in manifest.items() if k not in drop}))
     return Engine(Settings(bundle_path=bundle, device="cpu", intra_op_threads=1, tile_size=64, tile_overlap=16))
 
 
 @pytest.mark.parametrize(
-    ("changes", "expected"),
+    ("changes", "drop", "expected"),
     [
-        ({"classifier_view": LONGER_SIDE, "classifier_input_size": 48}, (1, 3, 30, 48)),
-        ({"classifier_view": SQUARE, "classifier_input_size": 32}, (1, 3, 32, 32)),
+        ({"classifier_view": LONGER_SIDE, "classifier_input_size": 48}, (), (1, 3, 30, 48)),
+        ({"classifier_view": SQUARE, "classifier_input_size": 32}, (), (1, 3, 32, 32)),
+        # a bundle from before classifier_view existed still squashes
+        ({"classifier_input_size": 128}, ("classifier_view",), (1, 3, 128, 128)),
     ],
 )
-def test_engine_shows_the_classifier_the_bundles_view(tiny_bundle, tmp_path, changes, expected):
+def test_engine_shows_the_classifier_the_bundles_view(tiny_bundle, tmp_path, changes, drop, expected):
     bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
-    engine = engine_for(bundle, changes)
+    engine = engine_for(bundle, changes, drop)
     spy = ShapeSpy(engine.classifier)
     engine.classifier = spy
     probabilities = engine.classify(np.random.default_rng(0).random((60, 96, 3), dtype=np.float32))
     assert spy.shapes == [expected]
     assert sum(probabilities.values()) == pytest.approx(1.0)
-
-
-def test_a_bundle_from_before_classifier_view_still_squashes(tiny_bundle, tmp_path):
-    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    del manifest["classifier_view"]
-    manifest["classifier_input_size"] = 128
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    engine = Engine(Settings(bundle_path=bundle, device="cpu", intra_op_threads=1, tile_size=64, tile_overlap=16))
-    spy = ShapeSpy(engine.classifier)
-    engine.classifier = spy
-    engine.classify(np.zeros((60, 96, 3), np.float32))
-    assert spy.shapes == [(1, 3, 128, 128)]
