@@ -47,8 +47,11 @@ def main() -> None:
         samples, loss, psnr = read_run(Path(path))
         ax_loss.plot(samples, smooth(loss), label=label)
         ax_psnr.plot(samples, smooth(psnr), label=label)
-    ax_loss.set(xlabel="training samples seen", ylabel="Charbonnier loss (smoothed)", yscale="log")
-    ax_psnr.set(xlabel="training samples seen", ylabel="training-batch PSNR, dB (smoothed)")
+    ax_loss.set(xlabel="training samples seen (thousands)", ylabel="Charbonnier loss (smoothed)", yscale="log")
+    ax_psnr.set(xlabel="training samples seen (thousands)", ylabel="training-batch PSNR, dB (smoothed)")
+    thousands = matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}")
+    for ax in (ax_loss, ax_psnr):
+        ax.xaxis.set_major_formatter(thousands)
     ax_psnr.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)

@@ -5,7 +5,7 @@
 set -euo pipefail
 RUN=${RUN:-runs/default}
 OUT=${OUT:-runs/ablation}
-STEPS=${STEPS:-600}
+STEPS=${STEPS:-1500}  # the bundled recipe's stage-2 budget (configs/default/prompt-tune.yaml)
 INIT=$RUN/pretrain/model.safetensors
 VAL=../shared/data/validation
 tune() { tap-train prompt-tune --config configs/default/prompt-tune.yaml --init "$INIT" --out "$OUT/$1" "steps=$STEPS" "${@:2}"; }
