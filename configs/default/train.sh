@@ -13,7 +13,7 @@ tap-train prompt-tune --config configs/default/prompt-tune.yaml --init "$RUN/pre
     --out "$RUN/prompt-tune"
 # Few-shot: a weather's whole adaptation to real pairs is its 256-number core (backbone and the
 # other weathers untouched). Raindrop only: the rain core tuned on train/rain-heavy lowered
-# Rain100H-dev twice (-0.16 dB, then -0.53 dB: configs/default/README.md), so rain keeps its
+# Rain100H-dev on three backbones (-0.16, -0.53, -0.50 dB: configs/default/README.md), so rain keeps its
 # stage-2 core. To try it again: tap-train tune-core rain ... --data "$DATA/train/rain-heavy".
 tap-train tune-core raindrop --config configs/default/tune-core.yaml --init "$RUN/prompt-tune/model.safetensors" \
     --data "$DATA/train/raindrop" --out "$RUN/tune-raindrop"
