@@ -17,10 +17,10 @@ class Settings(BaseSettings):
     precision: Literal["fp32", "fp16"] = "fp32"  # fp16 needs backbone_fp16 in the bundle
 
     # Images larger than tile_size on either side are cut into tile_size x tile_size tiles.
-    # 512/96: tiles agree with the whole photo to >= 40 dB on 1-3 MP photos
-    # (bench/results/tile_consistency.md); 256/32 and 512/64 fell to 37 and 39 dB on a real
-    # dense-haze photo. Cost: (tile / (tile - overlap))^2 = 1.51x the pixels of a large photo (1.31x
-    # for 256/32). Larger tiles do worse on photos with a side shorter than a tile (edge-padded tiles).
+    # 512/96: tiles agree with the whole photo to >= 41.8 dB on 1-3 MP photos, except a dense-haze
+    # photo at 37.0 dB (bench/results/tile_consistency.md); 768/128 reaches 42.4 dB on all of them
+    # for 1.16x the time and ~2x the memory on a 12-MP photo (bench/results/tiles-768/).
+    # Cost: (tile / (tile - overlap))^2 = 1.51x the pixels of a large photo at 512/96.
     tile_size: int = Field(512, ge=16, le=4096)
     tile_overlap: int = Field(96, ge=0)
 
