@@ -15,19 +15,45 @@ def encoder_view(image: torch.Tensor, view: ClassifierView) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
+class ResidualBlock(nn.Module):
+    """Depthwise 3x3, pointwise expand x2, GELU, pointwise back; starts as the identity.
+
+    Gives the encoder depth (thin streaks against texture need more than one nonlinearity per
+    scale) and a wider receptive field for a quarter of a dense 3x3 conv's parameters.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+            nn.Conv2d(channels, 2 * channels, 1),
+            nn.GELU(),
+            nn.Conv2d(2 * channels, channels, 1),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 class DegradationEncoder(nn.Module):
     """Small strided CNN -> (mean, std) global pooling -> unit-norm embedding.
 
-    Std pooling keeps contrast statistics that haze and veiling change; both poolings are
-    global, so any input size exports and runs.
+    Each stride-2 conv is followed by `blocks[i]` residual blocks (none: the first bundled
+    encoders, four plain convs). Std pooling keeps contrast statistics that haze and veiling
+    change; both poolings are global, so any input size exports and runs.
     """
 
-    def __init__(self, widths: tuple[int, ...], embed_dim: int) -> None:
+    def __init__(self, widths: tuple[int, ...], embed_dim: int, blocks: tuple[int, ...] = ()) -> None:
         super().__init__()
+        if blocks and len(blocks) != len(widths):
+            raise ValueError(f"encoder_blocks {blocks} needs one count per width {widths}")
         layers: list[nn.Module] = []
         c_in = 3
-        for c in widths:
+        for c, depth in zip(widths, blocks or (0,) * len(widths), strict=True):
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GELU()]
+            layers += [ResidualBlock(c) for _ in range(depth)]
             c_in = c
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Linear(2 * c_in, 2 * c_in), nn.GELU(), nn.Linear(2 * c_in, embed_dim))

@@ -31,6 +31,7 @@ class NetConfig:
     prompt_rank: int = 8
     prompt_mode: str = "lowrank"  # "full": dense per-task prompts (ablation)
     encoder_widths: tuple[int, ...] = (16, 32, 64, 128)
+    encoder_blocks: tuple[int, ...] = ()  # residual blocks after each encoder conv; () = none
     embed_dim: int = 64
     temperature: float = 0.07
     tasks: tuple[str, ...] = field(default=DEFAULT_TASKS)
@@ -173,7 +174,7 @@ class TAPNet(nn.Module):
         self.backbone = Backbone(cfg)
         channels = self.backbone.level_channels(cfg)
         self.prompts = PromptBank(channels, cfg.prompt_tokens, cfg.prompt_rank, list(cfg.tasks), cfg.prompt_mode)
-        self.encoder = DegradationEncoder(cfg.encoder_widths, cfg.embed_dim)
+        self.encoder = DegradationEncoder(cfg.encoder_widths, cfg.embed_dim, cfg.encoder_blocks)
         self.keys = TaskKeys(self.prompts.prompt_dim, cfg.embed_dim, cfg.temperature)
 
     @property

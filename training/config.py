@@ -85,12 +85,17 @@ class ClassifierConfig:
     clean view (e.g. out-of-focus drops that vanish) is labelled `clean`: auto mode returns such
     photos untouched, and labelling them as weather teaches the classifier to call clean photos
     weather. 0 turns the relabelling off.
+
+    `encoder_blocks` (one count per encoder level) replaces the checkpoint's encoder with a
+    freshly initialised one that has that many residual blocks after each strided conv; empty
+    keeps the checkpoint's encoder and fine-tunes it.
     """
 
     view_size: int = 768
     train_view: int = 160
     max_shrink: float = 2.0
     visible_psnr: float = 30.0
+    encoder_blocks: tuple[int, ...] = ()
 
 
 @dataclass

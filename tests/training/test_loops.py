@@ -229,6 +229,28 @@ def test_tune_classifier_changes_only_the_classifier(prompt_tuned, tiny_clean_di
     assert load_model(tmp_path / "model.safetensors")[0].cfg.view == tuned.cfg.view
 
 
+def test_tune_classifier_can_train_a_deeper_encoder_that_exports(prompt_tuned, tiny_clean_dir, tmp_path):
+    import onnxruntime as ort
+
+    from training.export import export_classifier
+
+    base, _ = load_model(prompt_tuned / "model.safetensors")
+    overrides = tiny_overrides(tiny_clean_dir, steps=3) + ["classifier.encoder_blocks=1,2"]
+    tuned = tune_classifier(load_config(None, overrides + [f"init={prompt_tuned / 'model.safetensors'}"]), tmp_path)
+    assert tuned.cfg.encoder_blocks == (1, 2)
+    assert sum(p.numel() for p in tuned.encoder.parameters()) > sum(p.numel() for p in base.encoder.parameters())
+    reloaded = load_model(tmp_path / "model.safetensors")[0].eval()
+    assert reloaded.cfg.encoder_blocks == (1, 2)
+    lq = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():  # restoration untouched; the saved encoder is the trained one
+        assert torch.equal(base(lq, base.prompt_for(["rain"] * 2)), reloaded(lq, reloaded.prompt_for(["rain"] * 2)))
+        ref = reloaded.classify(lq)
+    export_classifier(reloaded, tmp_path / "classifier.onnx")
+    session = ort.InferenceSession(str(tmp_path / "classifier.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": lq.numpy()})[0]
+    assert float((ref - torch.from_numpy(got)).abs().max()) < 1e-4
+
+
 def test_tune_classifier_refuses_views_larger_than_the_crop(prompt_tuned, tiny_clean_dir, tmp_path):
     overrides = tiny_overrides(tiny_clean_dir, steps=1) + ["classifier.train_view=48"]
     cfg = load_config(None, overrides + [f"init={prompt_tuned / 'model.safetensors'}"])
