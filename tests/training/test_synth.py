@@ -187,6 +187,20 @@ def test_v2_rain_uses_the_streak_layers(streak_bank: StreakBank) -> None:
     assert with_layers.mean() > clean.mean()  # streaks and veil brighten
 
 
+def test_v2_downpour_streaks_are_fainter_and_finer(streak_bank: StreakBank) -> None:
+    """A downpour's streaks (real heavy rain at viewing size) are fainter than ordinary rain's at
+    the same severity, so the classifier sees rain that is mostly veil."""
+    from training.synth.v2.rain import StreakRain
+
+    rain = StreakRain(streak_bank)
+
+    def brightest(downpour: bool) -> float:
+        layers = [rain.streaks((96, 128), np.random.default_rng(s), 0.8, downpour) for s in range(6)]
+        return float(np.mean([np.percentile(layer, 99) for layer in layers]))
+
+    assert brightest(True) < 0.8 * brightest(False)
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_v2_heavy_is_worse_than_light(task: str, streak_bank: StreakBank) -> None:
     engine = generators(2, streak_bank)

@@ -5,6 +5,9 @@ cropped, scaled, rotated and flipped in one affine resample, 1-3 of them, bright
 screened or added onto the photo, then slightly blurred. Procedural v1-style layers fill in
 the far, fine rain. Heavy rain (Rain100H) means wide, bright, dense streaks, sometimes in two
 directions; every rain carries the accumulation veil of distant rain, and some rain fog.
+A downpour (real photos of heavy rain at the size a viewer sees them) is the other extreme:
+many fine, faint streaks under a strong veil, where a classifier that has only seen bright,
+coarse streaks calls the photo haze.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from training.synth.common import (
 from training.synth.v2.haze import haze as hazy
 
 MAX_MEAN_STREAK = 0.22
+DOWNPOUR_PROB = 0.3
 
 
 def rendered_layer(
@@ -84,32 +88,39 @@ class StreakRain:
     def __init__(self, bank: StreakBank | None) -> None:
         self.bank = bank
 
-    def streaks(self, shape: tuple[int, int], rng: np.random.Generator, severity: float) -> np.ndarray:
-        """(H, W) streak radiance in [0, 1] for the whole frame."""
+    def streaks(
+        self, shape: tuple[int, int], rng: np.random.Generator, severity: float, downpour: bool = False
+    ) -> np.ndarray:
+        """(H, W) streak radiance in [0, 1] for the whole frame; a downpour's are fine and faint."""
         h, w = shape
-        heavy = rng.random() < lerp(0.1, 0.7, severity)  # Rain100H-like: wide, bright, dense
+        heavy = not downpour and rng.random() < lerp(0.1, 0.7, severity)  # Rain100H-like: wide, bright, dense
         angle = float(np.clip(rng.normal(0, 10) if rng.random() < 0.8 else rng.uniform(-30, 30), -30, 30))
         angles = [angle]
         if rng.random() < lerp(0.05, 0.35, severity):  # wind gusts: a second direction
             angles.append(angle + rng.choice([-1, 1]) * rng.uniform(10, 30))
         out = np.zeros(shape, F32)
         if self.bank is not None:
-            for i in range(int(rng.integers(1, 3 if heavy else 4))):
+            for i in range(int(rng.integers(3, 6) if downpour else rng.integers(1, 3 if heavy else 4))):
                 layer = self.bank.layers[int(rng.integers(len(self.bank.layers)))]
-                scale = rng.uniform(1.3, 2.3) if heavy else rng.uniform(0.7, 1.5)
-                gain = rng.uniform(0.8, 1.6) if heavy else lerp(0.7, 1.5, severity) * rng.uniform(0.7, 1.2)
+                if downpour:
+                    scale, gain = rng.uniform(0.35, 0.7), lerp(0.3, 0.7, severity) * rng.uniform(0.7, 1.2)
+                elif heavy:
+                    scale, gain = rng.uniform(1.3, 2.3), rng.uniform(0.8, 1.6)
+                else:
+                    scale, gain = rng.uniform(0.7, 1.5), lerp(0.7, 1.5, severity) * rng.uniform(0.7, 1.2)
                 tilt = angles[i % len(angles)] + rng.normal(0, 3)
                 out += rendered_layer(layer, shape, rng, tilt, scale) * F32(gain)
         n_procedural = int(rng.integers(1, 3)) if self.bank is not None else int(rng.integers(2, 5))
-        density = lerp(0.2, 1.0, severity) * rng.uniform(0.6, 1.3) * (1.3 if heavy else 1.0)
-        width = rng.uniform(1.3, 2.0) if heavy else rng.uniform(0.8, 1.2)
+        density = lerp(0.2, 1.0, severity) * rng.uniform(0.6, 1.3) * (1.3 if heavy else 1.6 if downpour else 1.0)
+        width = rng.uniform(1.3, 2.0) if heavy else rng.uniform(0.6, 0.85) if downpour else rng.uniform(0.8, 1.2)
         tilts = angles if self.bank is None else angles[:1]  # rendered layers carry the second direction
         for tilt in tilts:
             shear = Shear.make(h, w, float(np.clip(tilt, -40, 40)), top=round(70 * width) + 8)
             canvas = np.zeros(shear.canvas_shape, F32)
             for depth in (np.arange(n_procedural) + rng.uniform(0, 1, n_procedural)) / n_procedural:
                 canvas += procedural_layer(rng, shear.canvas_shape, float(depth), density / len(tilts), width)
-            out += shear.to_image(canvas) * F32(lerp(0.5, 0.9, severity) * rng.uniform(0.8, 1.15))
+            gain = lerp(0.5, 0.9, severity) * rng.uniform(0.8, 1.15) * (0.6 if downpour else 1.0)
+            out += shear.to_image(canvas) * F32(gain)
         # Soft saturation, not a clip: overlapping streaks approach opacity 0.9; and the mean streak
         # radiance is capped (Rain100H's heaviest sit near 0.2), so dense rain never whites out.
         out = 0.9 * -np.expm1(-1.5 * gaussian_blur(out, rng.uniform(0.25, 0.9)))
@@ -117,11 +128,14 @@ class StreakRain:
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
         h, w, _ = image.shape
-        streaks = self.streaks((h, w), rng, severity)
+        downpour = rng.random() < DOWNPOUR_PROB
+        streaks = self.streaks((h, w), rng, severity, downpour)
         out = image
         if rng.random() < lerp(0.1, 0.45, severity):  # rain and fog together
             out = hazy(out, rng, rng.uniform(0.05, 0.35))
         mist = lerp(0.05, 0.5, severity) * rng.uniform(0.3, 1.0)  # the veil of distant rain
+        if downpour:
+            mist = max(mist, lerp(0.2, 0.55, severity) * rng.uniform(0.7, 1.0))
         transmission = 1 - mist * (0.6 + 0.4 * value_noise(rng, h, w, cell=0.5 * max(h, w)))
         out = veil(out, transmission, random_airlight(rng, 0.6, 0.95, tint=0.04))
         layer = streaks[..., None] * rng.uniform(0.88, 1.0, 3).astype(F32)
