@@ -18,12 +18,16 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_model_info(args: argparse.Namespace) -> None:
+    from model.checkpoint import load_model
     from model.net import NET_VARIANTS, TAPNet
 
-    model = TAPNet(NET_VARIANTS[args.variant])
+    if args.checkpoint:  # a trained model: its encoder may have been rebuilt by tune-classifier
+        model, what = load_model(Path(args.checkpoint))[0], f"checkpoint {args.checkpoint}"
+    else:
+        model, what = TAPNet(NET_VARIANTS[args.variant]), f"TAPNet variant '{args.variant}'"
     budget = model.parameter_budget()
     total = budget["total"]
-    print(f"TAPNet variant '{args.variant}' (tasks: {', '.join(model.tasks)}; prompt vector D={model.prompt_dim})")
+    print(f"{what} (tasks: {', '.join(model.tasks)}; prompt vector D={model.prompt_dim})")
     print(f"{'part':<32}{'parameters':>12}{'share':>9}")
     for part, count in budget.items():
         print(f"{part:<32}{count:>12,}{count / total:>9.2%}")
@@ -203,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("model-info", help="print the parameter budget table")
     p.add_argument("--variant", default="default")
+    p.add_argument("--checkpoint", help="count a trained model's weights (.safetensors) instead of a variant")
     p.set_defaults(func=cmd_model_info)
 
     p = sub.add_parser("preview-synth", help="contact sheet of the synthetic weathers")

@@ -229,7 +229,7 @@ def test_tune_classifier_changes_only_the_classifier(prompt_tuned, tiny_clean_di
     assert load_model(tmp_path / "model.safetensors")[0].cfg.view == tuned.cfg.view
 
 
-def test_tune_classifier_can_train_a_deeper_encoder_that_exports(prompt_tuned, tiny_clean_dir, tmp_path):
+def test_tune_classifier_can_train_a_deeper_encoder_that_exports(prompt_tuned, tiny_clean_dir, tmp_path, capsys):
     import onnxruntime as ort
 
     from training.export import export_classifier
@@ -249,6 +249,11 @@ def test_tune_classifier_can_train_a_deeper_encoder_that_exports(prompt_tuned, t
     session = ort.InferenceSession(str(tmp_path / "classifier.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"image": lq.numpy()})[0]
     assert float((ref - torch.from_numpy(got)).abs().max()) < 1e-4
+    # model-info counts the trained model as saved, deeper encoder included
+    assert tap_train(["model-info", "--checkpoint", str(tmp_path / "model.safetensors")]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    printed = next(int(words[1].replace(",", "")) for words in lines if words and words[0] == "total")
+    assert printed == sum(p.numel() for p in reloaded.parameters())
 
 
 def test_tune_classifier_refuses_views_larger_than_the_crop(prompt_tuned, tiny_clean_dir, tmp_path):
