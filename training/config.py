@@ -86,9 +86,9 @@ class ClassifierConfig:
     photos untouched, and labelling them as weather teaches the classifier to call clean photos
     weather. 0 turns the relabelling off.
 
-    `encoder_blocks` (one count per encoder level) replaces the checkpoint's encoder with a
-    freshly initialised one that has that many residual blocks after each strided conv; empty
-    keeps the checkpoint's encoder and fine-tunes it.
+    `encoder_blocks` (one count per encoder level), when it differs from the checkpoint's, replaces
+    its encoder with a freshly initialised one that has that many residual blocks after each
+    strided conv; empty (or equal) keeps the checkpoint's encoder and fine-tunes it.
     """
 
     view_size: int = 768
