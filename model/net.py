@@ -240,6 +240,12 @@ class TAPNet(nn.Module):
         keys = self.keys(self.prompts.task_vectors())
         return self.embed(image) @ keys.t() / self.keys.temperature
 
+    def rebuild_encoder(self, blocks: tuple[int, ...]) -> None:
+        """A freshly initialised degradation encoder with `blocks` residual blocks per level (cfg too,
+        so the checkpoint rebuilds the same network)."""
+        self.cfg = replace(self.cfg, encoder_blocks=tuple(blocks))
+        self.encoder = DegradationEncoder(self.cfg.encoder_widths, self.cfg.embed_dim, self.cfg.encoder_blocks)
+
     def add_task(self, task: str) -> None:
         """A new task core, started from the mean of the existing ones (a neutral prompt)."""
         init = self.prompts.task_vectors().detach().mean(0) if self.tasks else None

@@ -28,7 +28,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from tqdm import tqdm
 
 from model.checkpoint import load_model, save_weights
-from model.encoder import DegradationEncoder, encoder_view
+from model.encoder import encoder_view
 from model.net import NET_VARIANTS, TAPNet
 from service.classifier_view import LONGER_SIDE
 from training.config import ClassifierConfig, TrainConfig, save_config, to_dict
@@ -445,8 +445,7 @@ def tune_classifier(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TA
         raise ValueError(f"classifier.train_view ({view.train_view}) must be <= data.crop ({cfg.data.crop})")
     model.cfg = replace(model.cfg, classifier_view=LONGER_SIDE, classifier_size=view.view_size)
     if view.encoder_blocks and view.encoder_blocks != model.cfg.encoder_blocks:
-        model.cfg = replace(model.cfg, encoder_blocks=view.encoder_blocks)
-        model.encoder = DegradationEncoder(model.cfg.encoder_widths, model.cfg.embed_dim, view.encoder_blocks)
+        model.rebuild_encoder(view.encoder_blocks)
         log.info("fresh degradation encoder with residual blocks %s", list(view.encoder_blocks))
     params = model.freeze_for("classifier")
     dataset = build_training_set(cfg, model.tasks)
