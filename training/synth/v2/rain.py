@@ -65,10 +65,11 @@ def rendered_layer(
 
 
 def procedural_layer(
-    rng: np.random.Generator, shape: tuple[int, int], depth: float, density: float, width: float
+    rng: np.random.Generator, shape: tuple[int, int], depth: float, density: float, width: float, stretch: float = 1.0
 ) -> np.ndarray:
-    """v1's line-kernel streaks on a sheared canvas, with a width factor for heavy rain."""
-    length = max(2, round(lerp(6, 48, depth) * rng.uniform(0.75, 1.3) * max(1.0, width)))
+    """v1's line-kernel streaks on a sheared canvas, with a width factor for heavy rain and a
+    length factor (`stretch`) for a downpour's long exposure-blurred streaks."""
+    length = max(2, round(lerp(6, 48, depth) * rng.uniform(0.75, 1.3) * max(1.0, width) * stretch))
     sigma = lerp(0.45, 0.85, depth) * rng.uniform(0.8, 1.25) * width
     count = rng.poisson(lerp(0.006, 0.0009, depth) * density * shape[0] * shape[1])
     peak = lerp(0.25, 0.7, depth)
@@ -113,12 +114,17 @@ class StreakRain:
         n_procedural = int(rng.integers(1, 3)) if self.bank is not None else int(rng.integers(2, 5))
         density = lerp(0.2, 1.0, severity) * rng.uniform(0.6, 1.3) * (1.3 if heavy else 1.6 if downpour else 1.0)
         width = rng.uniform(1.3, 2.0) if heavy else rng.uniform(0.6, 0.85) if downpour else rng.uniform(0.8, 1.2)
+        # Real downpours streak long: 40-150 px on photos of 500-1300 px (real/rain), where v1's
+        # streaks stop at ~60.
+        stretch = rng.uniform(1.5, 3.0) if downpour else 1.0
+        # canvas rows above the frame, so streaks enter from the top (the longest is ~65·width·stretch)
+        reach = round(70 * (max(1.0, width) * stretch if downpour else width)) + 8
         tilts = angles if self.bank is None else angles[:1]  # rendered layers carry the second direction
         for tilt in tilts:
-            shear = Shear.make(h, w, float(np.clip(tilt, -40, 40)), top=round(70 * width) + 8)
+            shear = Shear.make(h, w, float(np.clip(tilt, -40, 40)), top=reach)
             canvas = np.zeros(shear.canvas_shape, F32)
             for depth in (np.arange(n_procedural) + rng.uniform(0, 1, n_procedural)) / n_procedural:
-                canvas += procedural_layer(rng, shear.canvas_shape, float(depth), density / len(tilts), width)
+                canvas += procedural_layer(rng, shear.canvas_shape, float(depth), density / len(tilts), width, stretch)
             gain = lerp(0.5, 0.9, severity) * rng.uniform(0.8, 1.15) * (0.6 if downpour else 1.0)
             out += shear.to_image(canvas) * F32(gain)
         # Soft saturation, not a clip: overlapping streaks approach opacity 0.9; and the mean streak
