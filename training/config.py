@@ -89,12 +89,6 @@ class ClassifierConfig:
     `encoder_blocks` (one count per encoder level), when it differs from the checkpoint's, replaces
     its encoder with a freshly initialised one that has that many residual blocks after each
     strided conv; empty (or equal) keeps the checkpoint's encoder and fine-tunes it.
-
-    `fog_prob`: share of visible `fog_over` weather views put behind fog (a veil denser toward the
-    top of the view) and labelled half that weather, half `haze`. Real rain and snow are often
-    seen through fog; labelled as the weather alone, the classifier learns to call such photos
-    haze (they look like it) and auto mode never removes their streaks; the half-and-half label
-    makes it name both, and the service's mixture rule restores both. 0 turns it off.
     """
 
     view_size: int = 768
@@ -102,8 +96,6 @@ class ClassifierConfig:
     max_shrink: float = 2.0
     visible_psnr: float = 30.0
     encoder_blocks: tuple[int, ...] = ()
-    fog_prob: float = 0.0
-    fog_over: tuple[str, ...] = ("rain", "snow")
 
 
 @dataclass

@@ -167,56 +167,23 @@ def invisible_weather(lq: torch.Tensor, gt: torch.Tensor, visible_psnr: float) -
     return image_psnr(lq.float(), gt.float()) >= visible_psnr
 
 
-def behind_fog(views: torch.Tensor) -> torch.Tensor:
-    """Views seen through fog, I = J·t + A·(1 − t): transmission 0.25–0.6 at the top of the view
-    (far away, often sky) rising by up to 0.35 toward the bottom; grey airlight 0.65–0.95, tinted
-    by up to ±3 % per channel."""
-    n, _, h, _ = views.shape
-    like = {"device": views.device, "dtype": views.dtype}
-    top = torch.empty(n, 1, 1, 1, **like).uniform_(0.25, 0.6)
-    rise = torch.empty(n, 1, 1, 1, **like).uniform_(0, 0.35)
-    t = (top + rise * torch.linspace(0, 1, h, **like)[None, None, :, None]).clamp(max=1)
-    tint = 1 + torch.empty(n, 3, 1, 1, **like).uniform_(-0.03, 0.03)
-    airlight = (torch.empty(n, 1, 1, 1, **like).uniform_(0.65, 0.95) * tint).clamp(max=1)
-    return views * t + airlight * (1 - t)
-
-
 class ClassifierStep(nn.Module):
     """tune-classifier: InfoNCE against fixed task keys on classifier views (ClassifierConfig);
-    no restoration (pred is the input). Targets are class distributions: one class, or half a
-    weather and half haze for views put behind fog (ClassifierConfig.fog_prob)."""
+    no restoration (pred is the input)."""
 
     def __init__(self, model: TAPNet, view: ClassifierConfig) -> None:
         super().__init__()
         self.model = model
         self.view = view
         self.clean = len(model.tasks)
-        if view.fog_prob > 0:
-            missing = sorted({"haze", *view.fog_over} - set(model.tasks))
-            if missing:
-                raise ValueError(f"classifier.fog_prob needs tasks {missing}; the model has {model.tasks}")
-        self.haze = model.tasks.index("haze") if view.fog_prob > 0 else -1
-        self.fog_over = [model.tasks.index(t) for t in view.fog_over] if view.fog_prob > 0 else []
 
-    def labelled_views(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
-        """(views, target class distributions, task after relabelling invisible weather clean)."""
+    def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
         views, clean_views = classifier_views(lq, gt, self.view)
         if self.view.visible_psnr > 0:
             task = torch.where(invisible_weather(views, clean_views, self.view.visible_psnr), self.clean, task)
-        target = F.one_hot(task, self.clean + 1).to(views.dtype)
-        if self.fog_over:
-            foggy = torch.isin(task, torch.tensor(self.fog_over, device=task.device))
-            foggy &= torch.rand(len(task), device=task.device) < self.view.fog_prob
-            views = torch.where(foggy[:, None, None, None], behind_fog(views), views)
-            target[foggy] *= 0.5
-            target[foggy, self.haze] = 0.5
-        return views, target, task
-
-    def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
-        views, target, task = self.labelled_views(lq, gt, task)
         keys = self.model.keys(self.model.task_vectors().detach())
         logits = self.model.embed(views) @ keys.t() / self.model.keys.temperature
-        loss = info_nce(logits, target)
+        loss = info_nce(logits, task)
         stats = {"acc": (logits.argmax(1) == task).float().mean(), "clean": (task == self.clean).float().mean()}
         return loss, lq, stats
 

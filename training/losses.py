@@ -21,8 +21,7 @@ def batch_psnr(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 def info_nce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """InfoNCE over task keys: each image's own key is the positive, the other keys negatives.
-    `labels` are class indices (N,) or class distributions (N, C) for images of mixed weather."""
+    """InfoNCE over task keys: each image's own key is the positive, the other keys negatives."""
     return F.cross_entropy(logits, labels)
 
 

@@ -14,16 +14,7 @@ from model.net import NET_VARIANTS, TAPNet
 from service.classifier_view import LONGER_SIDE, ClassifierView
 from training.cli import main as tap_train
 from training.config import ClassifierConfig, load_config
-from training.loops import (
-    ClassifierStep,
-    add_task,
-    behind_fog,
-    classifier_views,
-    invisible_weather,
-    pretrain,
-    prompt_tune,
-    tune_classifier,
-)
+from training.loops import add_task, classifier_views, invisible_weather, pretrain, prompt_tune, tune_classifier
 from training.train_state import load_train_state, save_train_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -291,42 +282,6 @@ def test_weather_that_vanishes_in_the_view_is_labelled_clean():
     strong = gt + 0.2  # 14 dB
     lq = torch.stack([faint[0], strong[1], gt[2]])
     assert invisible_weather(lq, gt, 30.0).tolist() == [True, False, True]
-
-
-def test_fog_veils_a_view_toward_grey_and_thickest_at_the_top():
-    torch.manual_seed(0)
-    dark = torch.zeros(8, 3, 32, 32)
-    foggy = behind_fog(dark)
-    # on black, I = A·(1 − t): grey airlight 0.65-0.95 times 1 - t, t in [0.25, 1]
-    assert foggy.min() >= 0 and foggy.max() <= 0.95 * 0.75 * 1.03 + 1e-6
-    assert (foggy[:, :, 0].mean((1, 2)) >= foggy[:, :, -1].mean((1, 2))).all()  # denser far away (top)
-    assert foggy[:, :, 0].mean() > 0.3  # a real veil, not a tint
-    bright = behind_fog(torch.ones(8, 3, 32, 32))
-    assert bright.max() <= 1 and bright.min() >= 0.65 * 0.97 - 1e-6  # I = t + A·(1 − t) >= A
-
-
-def test_weather_behind_fog_is_labelled_half_that_weather_half_haze(prompt_tuned):
-    """fog_prob=1: every visible rain or snow view is fogged and labelled 0.5/0.5 with haze; haze,
-    raindrop and clean views keep their one-hot labels and pixels."""
-    model = load_model(prompt_tuned / "model.safetensors")[0]
-    step = ClassifierStep(model, ClassifierConfig(train_view=16, max_shrink=1.0, visible_psnr=0, fog_prob=1.0))
-    torch.manual_seed(0)
-    gt = torch.rand(5, 3, 16, 16)
-    lq = (gt + 0.3).clamp(0, 1)
-    names = ["rain", "snow", "haze", "raindrop", "clean"]
-    task = torch.tensor([model.classes.index(n) for n in names])
-    views, target, _ = step.labelled_views(lq, gt, task)
-    rain, snow, haze = (model.classes.index(n) for n in ("rain", "snow", "haze"))
-    assert target[0, rain] == target[0, haze] == 0.5 and target[1, snow] == target[1, haze] == 0.5
-    torch.testing.assert_close(target[2:], torch.nn.functional.one_hot(task[2:], len(model.classes)).float())
-    assert not torch.equal(views[:2], lq[:2]) and torch.equal(views[2:], lq[2:])
-    assert step(lq, gt, task)[0].isfinite()
-
-
-def test_fog_mixtures_need_a_haze_task(prompt_tuned):
-    model = load_model(prompt_tuned / "model.safetensors")[0]
-    with pytest.raises(ValueError, match="fog_prob needs tasks \\['sleet'\\]"):
-        ClassifierStep(model, ClassifierConfig(fog_prob=0.5, fog_over=("rain", "sleet")))
 
 
 def test_a_dataset_smaller_than_a_batch_still_gives_full_batches(tiny_paired_dir, tiny_clean_dir):
