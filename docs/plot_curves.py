@@ -1,7 +1,9 @@
 """Plot learning curves (loss and training PSNR against samples seen) from runs' metrics.csv.
 
 Usage: python docs/plot_curves.py LABEL=runs/x/pretrain/metrics.csv [...] --out docs/learning_curves.png
-Samples seen = step x batch size (read from the run's config.yaml beside metrics.csv).
+Samples seen = step x batch size (read from the run's config.yaml beside metrics.csv). A run that
+continues another one's weights from scratch (init=, its steps counted from 0) is placed after it
+with LABEL=PATH@SAMPLES, SAMPLES being what the earlier run had seen.
 """
 
 import argparse
@@ -43,8 +45,10 @@ def main() -> None:
 
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 3.8))
     for entry in args.runs:
-        label, _, path = entry.partition("=")
+        label, _, spec = entry.partition("=")
+        path, _, start = spec.partition("@")
         samples, loss, psnr = read_run(Path(path))
+        samples = [s + int(start or 0) for s in samples]
         ax_loss.plot(samples, smooth(loss), label=label)
         ax_psnr.plot(samples, smooth(psnr), label=label)
     ax_loss.set(xlabel="training samples seen (thousands)", ylabel="Charbonnier loss (smoothed)", yscale="log")

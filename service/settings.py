@@ -17,9 +17,10 @@ class Settings(BaseSettings):
     precision: Literal["fp32", "fp16"] = "fp32"  # fp16 needs backbone_fp16 in the bundle
 
     # Images larger than tile_size on either side are cut into tile_size x tile_size tiles.
-    # 512/96: tiles agree with the whole photo to >= 41.8 dB on 1-3 MP photos, except a dense-haze
-    # photo at 37.0 dB (bench/results/tile_consistency.md); 768/128 reaches 42.4 dB on all of them
-    # for 1.16x the time and ~2x the memory on a 12-MP photo (bench/results/tiles-768/).
+    # 512/96: tiles agree with the whole photo to >= 41.7 dB on 1-3 MP photos, except a dense-haze
+    # photo at 34.0 dB (tap-default-20261201.6; bench/results/tile_consistency.md). 768/128 brings
+    # that photo to >= 40.6 dB but one drawn scene to 36.7 dB (raindrop prompt), for 1.16x the time
+    # and ~2x the memory on a 12-MP photo (bench/results/tiles-768/, measured on .4).
     # Cost: (tile / (tile - overlap))^2 = 1.51x the pixels of a large photo at 512/96.
     tile_size: int = Field(512, ge=16, le=4096)
     tile_overlap: int = Field(96, ge=0)

@@ -9,7 +9,10 @@ VERSION=${VERSION:-tap-default-$(date +%Y%m%d)}
 DATA=../shared/data
 VAL=$DATA/validation
 tap-train pretrain --config configs/default/pretrain.yaml --out "$RUN/pretrain" "$@"
-tap-train prompt-tune --config configs/default/prompt-tune.yaml --init "$RUN/pretrain/model.safetensors" \
+# Stage 1b: a short fine-tune of the backbone on long downpour streaks, on its own schedule.
+tap-train pretrain --config configs/default/pretrain-finetune.yaml --out "$RUN/pretrain-finetune" \
+    init="$RUN/pretrain/model.safetensors"
+tap-train prompt-tune --config configs/default/prompt-tune.yaml --init "$RUN/pretrain-finetune/model.safetensors" \
     --out "$RUN/prompt-tune"
 # Few-shot: a weather's whole adaptation to real pairs is its 256-number core (backbone and the
 # other weathers untouched). Raindrop only: the rain core tuned on train/rain-heavy lowered
