@@ -117,7 +117,8 @@ class StreakRain:
         # Real downpours streak long: 40-150 px on photos of 500-1300 px (real/rain), where v1's
         # streaks stop at ~60.
         stretch = rng.uniform(1.5, 3.0) if downpour else 1.0
-        # canvas rows above the frame, so streaks enter from the top (the longest is ~65·width·stretch)
+        # Canvas rows above the frame, so streaks enter from the top: the longest is 62·max(1, width)·stretch.
+        # Other rain keeps its old margin (70·width), so its data stays bit-identical to before.
         reach = round(70 * (max(1.0, width) * stretch if downpour else width)) + 8
         tilts = angles if self.bank is None else angles[:1]  # rendered layers carry the second direction
         for tilt in tilts:
