@@ -185,7 +185,7 @@ def bare_window(engine, images: list[np.ndarray], tile: int, overlap: int, batch
             chunk = np.stack(tiles[i : i + batch])  # (B, 3, tile, tile)
             outputs += list(engine.run_backbone(chunk, np.tile(prompt, (len(chunk), 1))))
         for rgb, (parts, boxes) in zip(images, splits, strict=True):
-            tiling.untile(outputs[: len(parts)], boxes, rgb.shape[0], rgb.shape[1], overlap, align)
+            tiling.untile(outputs[: len(parts)], boxes, rgb.shape[0], rgb.shape[1], overlap)
             outputs = outputs[len(parts) :]
         window.latencies_s.append((time.perf_counter() - t0) / len(images))
 

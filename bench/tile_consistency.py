@@ -56,7 +56,7 @@ def restore_tiled(engine, chw: np.ndarray, prompt: np.ndarray, tile: int, overla
     align = engine.pad_multiple
     parts, boxes = tiling.split(chw, tile, overlap, align)
     outs = [engine.run_backbone(np.ascontiguousarray(p)[None], prompt[None])[0] for p in parts]
-    return tiling.untile(outs, boxes, chw.shape[1], chw.shape[2], overlap, align)
+    return tiling.untile(outs, boxes, chw.shape[1], chw.shape[2], overlap)
 
 
 def photos(quick: bool) -> list[tuple[str, np.ndarray]]:

@@ -88,7 +88,8 @@ class Pipeline:
     def plan(self, height: int, width: int) -> int:
         """Work items for an image; refuses shapes whose tiles would cover far more than max_pixels.
 
-        A 1 x 40M strip is within max_pixels but every tile is mostly padding (~256x the work).
+        A 1 x 40M strip is within max_pixels but every tile is mostly padding (a side is padded
+        to the 16-px grid: 16x the work).
         """
         s = self.settings
         align = self.engine.pad_multiple
@@ -124,7 +125,7 @@ class Pipeline:
         outputs = job.future.result()
         if tiled:
             t0 = time.perf_counter()
-            out = await asyncio.to_thread(tiling.untile, outputs, boxes, height, width, s.tile_overlap, align)
+            out = await asyncio.to_thread(tiling.untile, outputs, boxes, height, width, s.tile_overlap)
             timings["blend"] = _ms(time.perf_counter() - t0)
         else:
             out = outputs[0]

@@ -16,20 +16,20 @@ class Settings(BaseSettings):
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when onnxruntime can run it, else CPU
     precision: Literal["fp32", "fp16"] = "fp32"  # fp16 needs backbone_fp16 in the bundle
 
-    # Images larger than tile_size on either side are cut into tile_size x tile_size tiles.
-    # 512/96: tiles agree with the whole photo to >= 41.7 dB on 1-3 MP photos, except a dense-haze
-    # photo at 34.0 dB (tap-default-20261201.6; bench/results/tile_consistency.md). 768/128 brings
-    # that photo to >= 40.6 dB but one drawn scene to 36.7 dB (raindrop prompt), for 1.16x the time
-    # and ~2x the memory on a 12-MP photo (bench/results/tiles-768/, measured on .4).
-    # Cost: (tile / (tile - overlap))^2 = 1.51x the pixels of a large photo at 512/96.
-    tile_size: int = Field(512, ge=16, le=4096)
-    tile_overlap: int = Field(96, ge=0)
+    # Images larger than tile_size on either side are cut into tiles of tile_size (shorter along a
+    # side shorter than a tile: service/tiling.py). 768/192: tiles agree with the whole photo to
+    # >= 44.6 dB on 1-3 MP photos and scenes, every prompt (tap-default-20261201.6); 512/96 left a
+    # dense-haze photo at 34.0 dB, its tiles visible as patches (bench/results/tile_consistency.md).
+    # A 12-MP photo: 35 tiles covering 1.72x its pixels, 1.11x the time of 512/96 (70 tiles, 1.53x)
+    # and 1.8x the bench's peak memory (bench/results/tiles-768/).
+    tile_size: int = Field(768, ge=16, le=4096)
+    tile_overlap: int = Field(192, ge=0)
 
     # Dynamic batching. queue_size counts *tiles* admitted and not yet finished
     # (waiting or running); a request that would exceed it gets 503 + Retry-After.
     max_batch: int = Field(8, ge=1, le=256)
     max_delay_ms: float = Field(5.0, ge=0)
-    queue_size: int = Field(128, ge=1)  # 128 tiles of 512^2 = 33.5 MP in flight at most
+    queue_size: int = Field(64, ge=1)  # 64 tiles of 768^2 = 37.7 MP in flight at most (1.8 12-MP photos)
     retry_after_s: int = Field(1, ge=1)
     request_timeout_s: float = Field(60.0, gt=0)  # deadline per request, from arrival -> 504
 

@@ -292,8 +292,8 @@ BAD_INPUTS = {  # name: (request builder, status, code, rejection reason)
         "bad_request",
     ),
     "bomb-50000x50000": (lambda s: s.restore(png_header_only(50_000, 50_000)), 413, "too_large", "too_large"),
-    "elongated-1x400000": (
-        lambda s: s.restore(encode(np.zeros((1, 400_000, 3), np.uint8))),
+    "elongated-1x2000000": (
+        lambda s: s.restore(encode(np.zeros((1, 2_000_000, 3), np.uint8))),
         413,
         "too_large",
         "too_large",

@@ -27,10 +27,21 @@ def test_split_then_untile_is_identity(h, w):
     rng = np.random.default_rng(0)
     image = rng.random((3, h, w), dtype=np.float32)
     tiles, boxes = tiling.split(image, 64, 16, 16)
-    assert all(t.shape == (3, 64, 64) for t in tiles)
+    assert {t.shape for t in tiles} == {(3, min(64, -(-h // 16) * 16), min(64, -(-w // 16) * 16))}
     assert len(tiles) == tiling.count_tiles(h, w, 64, 16, 16)
-    out = tiling.untile(tiles, boxes, h, w, 16, 16)
+    out = tiling.untile(tiles, boxes, h, w, 16)
     np.testing.assert_allclose(out, image, atol=1e-6)
+
+
+@pytest.mark.parametrize(("h", "w"), [(48, 200), (40, 200), (200, 33)])
+def test_a_side_shorter_than_a_tile_gets_no_more_padding_than_the_whole_image(h, w):
+    """The whole image is padded to the grid (16) only; a full 64-px tile would add rows of
+    repeated edge that change what the network does near the border."""
+    image = np.random.default_rng(1).random((3, h, w), dtype=np.float32)
+    tiles, _ = tiling.split(image, 64, 16, 16)
+    short = min(h, w)
+    assert all(min(t.shape[1:]) == -(-short // 16) * 16 < 64 for t in tiles)
+    assert tiling.padded_length(short, 64, 16, 16) == -(-short // 16) * 16
 
 
 def test_count_is_one_when_the_image_fits():
@@ -43,7 +54,7 @@ def test_blend_weights_are_smooth_and_sum_to_one_across_an_overlap():
     r = tiling.ramp(16)
     np.testing.assert_allclose(r + r[::-1], 1.0, atol=1e-6)
     assert r.min() > 0 and np.all(np.diff(r) > 0)
-    w = tiling.tile_weight(64, 16, top=False, left=True, bottom=False, right=False)
+    w = tiling.tile_weight(64, 64, 16, top=False, left=True, bottom=False, right=False)
     assert w[:, 16:].min() == 1.0 and w[0, 0] < 0.01
 
 
