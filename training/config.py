@@ -171,13 +171,25 @@ def parse_overrides(pairs: list[str]) -> dict:
 def load_config(
     yaml_path: Path | None = None, overrides: list[str] | None = None, base: TrainConfig | None = None
 ) -> TrainConfig:
-    """Defaults <- YAML file <- command-line overrides."""
+    """Defaults <- YAML file (after the file it `extends`) <- command-line overrides."""
     cfg = base or TrainConfig()
     if yaml_path is not None:
-        data = yaml.safe_load(Path(yaml_path).read_text()) or {}
-        _apply(cfg, data)
+        _apply_yaml(cfg, Path(yaml_path))
     _apply(cfg, parse_overrides(overrides or []))
     return cfg
+
+
+def _apply_yaml(cfg: TrainConfig, path: Path, chain: tuple[Path, ...] = ()) -> None:
+    """One YAML file onto cfg. `extends: other.yaml` (relative to the file) is applied first, so a
+    stage that differs from another in a few keys says only those."""
+    path = path.resolve()
+    if path in chain:
+        raise ValueError(f"config files extend each other in a cycle: {' -> '.join(map(str, (*chain, path)))}")
+    data = yaml.safe_load(path.read_text()) or {}
+    parent = data.pop("extends", None)
+    if parent is not None:
+        _apply_yaml(cfg, path.parent / str(parent), (*chain, path))
+    _apply(cfg, data)
 
 
 def to_dict(cfg: TrainConfig) -> dict:
