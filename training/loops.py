@@ -373,7 +373,7 @@ def pretrain(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TAPNet:
     if resume and (out_dir / MODEL_FILE).is_file():
         model = load_model(out_dir / MODEL_FILE)[0]  # the run's own architecture, whatever today's defaults
     elif cfg.init:
-        model = load_model(Path(cfg.init))[0]
+        model = with_fresh_prompts(load_model(Path(cfg.init))[0])
     else:
         model = TAPNet(NET_VARIANTS[cfg.variant])
     params = model.freeze_for("pretrain")
@@ -405,6 +405,16 @@ def measure_relatedness(model: TAPNet, cfg: TrainConfig) -> torch.Tensor:
     shifts = sums / counts.clamp_min(1)[:, None]
     # Centered, so R says how weathers differ from the average weather, not that all degrade.
     return prompt_similarity(shifts - shifts.mean(0, keepdim=True))
+
+
+def with_fresh_prompts(trained: TAPNet) -> TAPNet:
+    """`trained`'s backbone in a fresh network of its architecture: prompt levels back to the
+    identity that stage 1 trains under, and a fresh encoder. A stage-1 checkpoint comes through
+    unchanged in effect; a bundle's or stage 2's weights (trained prompt levels change the output
+    even under a zero prompt) can then seed more stage-1 training."""
+    model = TAPNet(trained.cfg)
+    model.load_state_dict({k: v for k, v in trained.state_dict().items() if k.startswith("backbone.")}, strict=False)
+    return model
 
 
 def with_prompt_architecture(pretrained: TAPNet, cfg: TrainConfig) -> TAPNet:

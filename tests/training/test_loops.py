@@ -14,7 +14,15 @@ from model.net import NET_VARIANTS, TAPNet
 from service.classifier_view import LONGER_SIDE, ClassifierView
 from training.cli import main as tap_train
 from training.config import ClassifierConfig, load_config
-from training.loops import add_task, classifier_views, invisible_weather, pretrain, prompt_tune, tune_classifier
+from training.loops import (
+    add_task,
+    classifier_views,
+    invisible_weather,
+    pretrain,
+    prompt_tune,
+    tune_classifier,
+    with_fresh_prompts,
+)
 from training.train_state import load_train_state, save_train_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +60,28 @@ def prompt_tuned(pretrained, tiny_clean_dir, tmp_path_factory) -> Path:
     cfg = load_config(None, tiny_overrides(tiny_clean_dir) + [f"init={pretrained / 'model.safetensors'}"])
     prompt_tune(cfg, out)
     return out
+
+
+def test_stage_1_seeded_from_prompt_tuned_weights_keeps_the_backbone_and_resets_the_prompts(
+    prompt_tuned, tiny_clean_dir, tmp_path
+):
+    """init= a stage-2 checkpoint (or a bundle's weights): stage 1 trains under the zero prompt, so
+    the trained prompt levels must go back to the identity, or the backbone would learn around them."""
+    tuned = load_model(prompt_tuned / "model.safetensors")[0].eval()
+    x, zero = torch.rand(1, 3, 32, 32), torch.zeros(1, tuned.prompt_dim)
+    seeded = with_fresh_prompts(tuned).eval()
+    plain = TAPNet(tuned.cfg).eval()
+    plain.load_state_dict({k: v for k, v in tuned.state_dict().items() if k.startswith("backbone.")}, strict=False)
+    with torch.no_grad():
+        assert not torch.allclose(tuned(x, zero), plain(x, zero))  # trained prompt levels act on a zero prompt
+        assert torch.equal(seeded(x, zero), plain(x, zero))
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir, steps=2) + [f"init={prompt_tuned / 'model.safetensors'}"])
+    trained = pretrain(cfg, tmp_path).eval()
+    assert changed(trained, tuned) & {k for k in tuned.state_dict() if k.startswith("backbone.")}  # it trained
+    after = TAPNet(tuned.cfg).eval()
+    after.load_state_dict({k: v for k, v in trained.state_dict().items() if k.startswith("backbone.")}, strict=False)
+    with torch.no_grad():
+        assert torch.equal(trained(x, zero), after(x, zero))  # still the identity prompt path
 
 
 def changed(a: TAPNet, b: TAPNet) -> set[str]:
