@@ -4,7 +4,9 @@
 # apt-get when this machine can (root or passwordless sudo); each test that needs a missing
 # program skips with a message saying which.
 set -uo pipefail
-PACKAGES=(docker-compose prometheus chromium chromium-driver podman runc netavark aardvark-dns debootstrap)
+# iptables: netavark (podman's network stack) runs it to publish ports; without it every container
+# start fails with "netavark: No such file or directory".
+PACKAGES=(docker-compose prometheus chromium chromium-driver podman runc netavark aardvark-dns iptables debootstrap)
 if ! command -v apt-get >/dev/null; then
     echo "system-deps: no apt-get here; install ${PACKAGES[*]} yourself or their tests skip" >&2
     exit 0
