@@ -6,9 +6,8 @@ along a side shorter than a tile they are only as long as that side, rounded up 
 padding a 720-px side to a 768-px tile puts 48 rows of repeated edge under the bottom tiles
 that the whole photo never sees, and the output there changes (36.7 dB tiled vs whole,
 raindrop prompt; bench/tile_consistency.py). Tile offsets sit on the backbone's pad-multiple
-grid. Blending uses
-raised-cosine ramps over the overlap on interior edges only, normalized by the summed
-weights, so there are no seams and border pixels keep full weight.
+grid. Blending uses raised-cosine ramps over the overlap on interior edges only, normalized by
+the summed weights, so there are no seams and border pixels keep full weight.
 """
 
 import numpy as np
@@ -116,6 +115,5 @@ def blend(tiles, boxes: list[tuple[int, int]], height: int, width: int, overlap:
 def untile(tiles, boxes: list[tuple[int, int]], height: int, width: int, overlap: int) -> np.ndarray:
     """Blend the tiles made by `split` and crop back to (C, height, width)."""
     th, tw = tiles[0].shape[-2:]
-    padded_h = boxes[-1][0] + th  # split's boxes run row by row, so the last one is bottom-right
-    padded_w = boxes[-1][1] + tw
+    padded_h, padded_w = max(y for y, _ in boxes) + th, max(x for _, x in boxes) + tw
     return blend(tiles, boxes, padded_h, padded_w, overlap)[:, :height, :width]

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from model.checkpoint import load_model, save_weights
 from model.encoder import encoder_view
-from model.net import NET_VARIANTS, TAPNet
+from model.net import NET_VARIANTS, NetConfig, TAPNet
 from service.classifier_view import LONGER_SIDE
 from training.config import ClassifierConfig, TrainConfig, save_config, to_dict
 from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources, training_mixture
@@ -407,12 +407,12 @@ def measure_relatedness(model: TAPNet, cfg: TrainConfig) -> torch.Tensor:
     return prompt_similarity(shifts - shifts.mean(0, keepdim=True))
 
 
-def with_fresh_prompts(trained: TAPNet) -> TAPNet:
-    """`trained`'s backbone in a fresh network of its architecture: prompt levels back to the
-    identity that stage 1 trains under, and a fresh encoder. A stage-1 checkpoint comes through
-    unchanged in effect; a bundle's or stage 2's weights (trained prompt levels change the output
-    even under a zero prompt) can then seed more stage-1 training."""
-    model = TAPNet(trained.cfg)
+def with_fresh_prompts(trained: TAPNet, net_cfg: NetConfig | None = None) -> TAPNet:
+    """`trained`'s backbone in a fresh network (of its architecture, or `net_cfg`): prompt levels
+    back to the identity that stage 1 trains under, and a fresh encoder. A stage-1 checkpoint
+    comes through unchanged in effect; a bundle's or stage 2's weights (trained prompt levels
+    change the output even under a zero prompt) can then seed more stage-1 training."""
+    model = TAPNet(net_cfg or trained.cfg)
     model.load_state_dict({k: v for k, v in trained.state_dict().items() if k.startswith("backbone.")}, strict=False)
     return model
 
@@ -420,11 +420,9 @@ def with_fresh_prompts(trained: TAPNet) -> TAPNet:
 def with_prompt_architecture(pretrained: TAPNet, cfg: TrainConfig) -> TAPNet:
     """A fresh network with cfg's prompt architecture, carrying the pretrained backbone."""
     p = cfg.prompt
-    net_cfg = replace(pretrained.cfg, prompt_mode=p.mode, prompt_tokens=p.tokens, prompt_rank=p.rank)
-    model = TAPNet(net_cfg)
-    backbone = {k: v for k, v in pretrained.state_dict().items() if k.startswith("backbone.")}
-    model.load_state_dict(backbone, strict=False)
-    return model
+    return with_fresh_prompts(
+        pretrained, replace(pretrained.cfg, prompt_mode=p.mode, prompt_tokens=p.tokens, prompt_rank=p.rank)
+    )
 
 
 def prompt_tune(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TAPNet:
