@@ -15,6 +15,13 @@ def encoder_view(image: torch.Tensor, view: ClassifierView) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
+def encoder_views(photo: torch.Tensor, view: ClassifierView) -> torch.Tensor:
+    """The batch of views the service shows the classifier for one photo (1, 3, H, W)."""
+    resized = encoder_view(photo, view)
+    boxes = view.boxes(*resized.shape[-2:])
+    return torch.cat([resized[..., t : t + h, left : left + w] for t, left, h, w in boxes])
+
+
 class ResidualBlock(nn.Module):
     """Depthwise 3x3, pointwise expand x2, GELU, pointwise back; starts as the identity.
 

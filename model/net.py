@@ -2,12 +2,13 @@
 
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model.blocks import BilinearUpsample, Downsample, NAFBlock, ShuffleUpsample, stage
-from model.encoder import DegradationEncoder, TaskKeys
+from model.encoder import DegradationEncoder, TaskKeys, encoder_views
 from model.prompts import PromptBank
 from service.classifier_view import LONGER_SIDE, SQUARE, ClassifierView
 
@@ -38,11 +39,12 @@ class NetConfig:
     # How a whole photo is shown to the encoder (service.classifier_view); tune-classifier sets it.
     classifier_view: str = LONGER_SIDE
     classifier_size: int = 768
+    classifier_max_side: int = 1024
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch}; this code builds {ARCHITECTURES}")
-        ClassifierView(self.classifier_view, self.classifier_size)  # raises on a bad view
+        ClassifierView(self.classifier_view, self.classifier_size, self.classifier_max_side)  # raises on a bad view
 
     @property
     def pad_multiple(self) -> int:
@@ -64,7 +66,7 @@ class NetConfig:
 
     @property
     def view(self) -> ClassifierView:
-        return ClassifierView(self.classifier_view, self.classifier_size)
+        return ClassifierView(self.classifier_view, self.classifier_size, self.classifier_max_side)
 
 
 NET_VARIANTS: dict[str, NetConfig] = {
@@ -239,6 +241,12 @@ class TAPNet(nn.Module):
         """Logits (N, T + 1) over tasks then `clean`."""
         keys = self.keys(self.prompts.task_vectors())
         return self.embed(image) @ keys.t() / self.keys.temperature
+
+    @torch.no_grad()
+    def photo_probabilities(self, photo: torch.Tensor) -> np.ndarray:
+        """Auto mode's class probabilities (T + 1,) for one photo (1, 3, H, W), seen as the service sees it."""
+        logits = self.classify(encoder_views(photo, self.cfg.view))
+        return self.cfg.view.pool(logits.double().cpu().numpy())
 
     def rebuild_encoder(self, blocks: tuple[int, ...]) -> None:
         """A freshly initialised degradation encoder with `blocks` residual blocks per level (cfg too,

@@ -19,7 +19,7 @@ from PIL import Image
 
 from service import metrics
 from service.bundle import MANIFEST, TASK_NAME, Bundle, BundleError, load_bundle, load_prompts
-from service.classifier_view import ClassifierView
+from service.classifier_view import PATCHES, ClassifierView
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -214,14 +214,16 @@ class Engine:
         return restored
 
     def classify(self, rgb: np.ndarray) -> dict[str, float]:
-        """Class probabilities of a (H, W, 3) float image, shown whole as the bundle's classifier view says."""
+        """Class probabilities of a (H, W, 3) float image, shown as the bundle's classifier view says."""
         height, width = self.classifier_view.shape(*rgb.shape[:2])
         small = Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
         if small.size != (width, height):
             small = small.resize((width, height), Image.Resampling.BILINEAR)
-        x = (np.asarray(small, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None]  # (1, 3, h, w)
-        logits = self.classifier.run(None, {"image": np.ascontiguousarray(x)})[0][0]
-        probs = softmax(logits.astype(np.float64))
+        x = (np.asarray(small, dtype=np.float32) / 255.0).transpose(2, 0, 1)  # (3, h, w)
+        boxes = self.classifier_view.boxes(height, width)
+        views = np.stack([x[:, t : t + h, left : left + w] for t, left, h, w in boxes])
+        logits = self.classifier.run(None, {"image": np.ascontiguousarray(views)})[0]
+        probs = self.classifier_view.pool(logits)
         return {c: float(p) for c, p in zip(self.classes, probs, strict=True)}
 
     def decide(self, probabilities: dict[str, float]) -> Decision:
@@ -233,7 +235,7 @@ class Engine:
         vec = next(iter(self.prompts.values()), np.zeros(self.bundle.prompt_dim, np.float32))
         for n in sorted({1, self.settings.max_batch}):
             self.run_backbone(np.full((n, 3, tile, tile), 0.5, np.float32), np.tile(vec, (n, 1)))
-        side = self.classifier_view.size
+        side = self.classifier_view.max_side if self.classifier_view.mode == PATCHES else self.classifier_view.size
         self.classify(np.full((side, side, 3), 0.5, np.float32))
         self.warmed = True
         log.info("warmed up on %s (tile %d, batch <= %d)", self.execution_provider, tile, self.settings.max_batch)

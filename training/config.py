@@ -77,21 +77,25 @@ class PromptConfig:
 class ClassifierConfig:
     """tune-classifier: how photos are shown to the degradation encoder.
 
-    Inference (saved into the model, so export and the service use the same): a whole photo with
-    its longer side shrunk to `view_size` (never enlarged). Training: each `data.crop` crop
-    yields a random square of `train_view`·s px, s log-uniform in [1, max_shrink], resized to
-    `train_view`, so weather is seen at the range of scales that shrinking photos of ~1-2x the
-    crop to `view_size` produces. A weather crop whose view stays within `visible_psnr` dB of its
-    clean view (e.g. out-of-focus drops that vanish) is labelled `clean`: auto mode returns such
-    photos untouched, and labelling them as weather teaches the classifier to call clean photos
-    weather. 0 turns the relabelling off.
+    Inference (saved into the model, so export and the service use the same;
+    `service.classifier_view`): `view_mode` `patches` cuts the photo, its longer side shrunk to
+    `max_side`, into squares of `view_size` px and averages their log-probabilities;
+    `longer_side` shows the whole photo with its longer side shrunk to `view_size` (never
+    enlarged). Training: each `data.crop` crop yields a random square of `train_view`·s px, s
+    log-uniform in [1, max_shrink], resized to `train_view`, so weather is seen at the range of
+    scales the inference view produces. A weather crop whose view stays within `visible_psnr` dB
+    of its clean view (e.g. out-of-focus drops that vanish) is labelled `clean`: auto mode returns
+    such photos untouched, and labelling them as weather teaches the classifier to call clean
+    photos weather. 0 turns the relabelling off.
 
     `encoder_blocks` (one count per encoder level), when it differs from the checkpoint's, replaces
     its encoder with a freshly initialised one that has that many residual blocks after each
     strided conv; empty (or equal) keeps the checkpoint's encoder and fine-tunes it.
     """
 
+    view_mode: str = "longer_side"
     view_size: int = 768
+    max_side: int = 1024
     train_view: int = 160
     max_shrink: float = 2.0
     visible_psnr: float = 30.0

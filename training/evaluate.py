@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from model.encoder import encoder_view
 from model.net import TAPNet
 from training import synth
 from training.baselines import dark_channel_prior
@@ -122,7 +121,7 @@ def restore(model: TAPNet, lq: np.ndarray, task: int) -> np.ndarray:
 @torch.no_grad()
 def auto_class(model: TAPNet, image: np.ndarray) -> int:
     """Auto mode's decision for a whole image: argmax over tasks + `clean`."""
-    return int(model.classify(encoder_view(_tensor(image, model), model.cfg.view)).argmax(1))
+    return int(model.photo_probabilities(_tensor(image, model)).argmax())
 
 
 def run_methods(model: TAPNet, sample: Sample) -> tuple[dict[str, np.ndarray], int]:

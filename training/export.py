@@ -177,6 +177,7 @@ def export_bundle(
         "padding": "inside the graph (edge padding to pad_multiple, cropped back)",
         "classifier_input_size": model.cfg.classifier_size,
         "classifier_view": model.cfg.classifier_view,
+        "classifier_max_side": model.cfg.classifier_max_side,
         "backbone": {
             "file": "backbone.onnx",
             "inputs": {"image": [n, 3, "H", "W"], "prompt": [n, d]},

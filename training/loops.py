@@ -30,7 +30,6 @@ from tqdm import tqdm
 from model.checkpoint import load_model, save_weights
 from model.encoder import encoder_view
 from model.net import NET_VARIANTS, NetConfig, TAPNet
-from service.classifier_view import LONGER_SIDE
 from training.config import ClassifierConfig, TrainConfig, save_config, to_dict
 from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources, training_mixture
 from training.distributed import World, init_distributed, shutdown_distributed
@@ -451,7 +450,9 @@ def tune_classifier(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TA
     view = cfg.classifier
     if view.train_view > cfg.data.crop:
         raise ValueError(f"classifier.train_view ({view.train_view}) must be <= data.crop ({cfg.data.crop})")
-    model.cfg = replace(model.cfg, classifier_view=LONGER_SIDE, classifier_size=view.view_size)
+    model.cfg = replace(
+        model.cfg, classifier_view=view.view_mode, classifier_size=view.view_size, classifier_max_side=view.max_side
+    )
     if view.encoder_blocks and view.encoder_blocks != model.cfg.encoder_blocks:
         model.rebuild_encoder(view.encoder_blocks)
         log.info("fresh degradation encoder with residual blocks %s", list(view.encoder_blocks))

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model.encoder import encoder_view
 from model.net import CLEAN_CLASS, TAPNet
 from service.engine import decide
 from service.settings import Settings
@@ -52,7 +51,7 @@ def real_folders(root: Path, classes: list[str]) -> dict[str, list[Path]]:
 @torch.no_grad()
 def auto_decision(model: TAPNet, x: torch.Tensor, settings: Settings) -> tuple[str, dict[str, float]]:
     """The service's auto-mode decision for one (1, 3, H, W) image: (label, prompt weights)."""
-    probs = torch.softmax(model.classify(encoder_view(x, model.cfg.view)).double(), dim=1)[0].tolist()
+    probs = model.photo_probabilities(x).tolist()
     decision = decide(dict(zip(model.classes, probs, strict=True)), model.tasks, settings)
     return decision.label, decision.weights
 

@@ -53,7 +53,8 @@ def test_manifest_describes_every_file(tiny_bundle):
     assert manifest["backbone"]["inputs"] == {"image": ["N", 3, "H", "W"], "prompt": ["N", manifest["prompt_dim"]]}
     assert manifest["pad_multiple"] == 16
     # what the engine needs to show photos to the classifier as the model was trained to see them
-    assert (manifest["classifier_view"], manifest["classifier_input_size"]) == ("longer_side", 768)
+    view = (manifest["classifier_view"], manifest["classifier_input_size"], manifest["classifier_max_side"])
+    assert view == ("longer_side", 768, 1024)
     files = {p.relative_to(tiny_bundle).as_posix() for p in tiny_bundle.rglob("*") if p.is_file()}
     assert files - {"manifest.json"} == set(manifest["files"])
     assert manifest["parity_max_abs_diff"]["backbone"] <= 1e-4

@@ -11,7 +11,7 @@ import torch
 
 from model.checkpoint import load_model
 from model.net import NET_VARIANTS, TAPNet
-from service.classifier_view import LONGER_SIDE, ClassifierView
+from service.classifier_view import LONGER_SIDE, PATCHES, ClassifierView
 from training.cli import main as tap_train
 from training.config import ClassifierConfig, load_config
 from training.loops import (
@@ -257,6 +257,16 @@ def test_tune_classifier_changes_only_the_classifier(prompt_tuned, tiny_clean_di
     # the view it trained for travels with the weights (export writes it into the manifest)
     assert tuned.cfg.view == ClassifierView(LONGER_SIDE, cfg.classifier.view_size)
     assert load_model(tmp_path / "model.safetensors")[0].cfg.view == tuned.cfg.view
+
+
+def test_tune_classifier_saves_a_patch_view_and_refuses_an_unknown_one(prompt_tuned, tiny_clean_dir, tmp_path):
+    init = [f"init={prompt_tuned / 'model.safetensors'}"]
+    patches = ["classifier.view_mode=patches", "classifier.view_size=24", "classifier.max_side=96"]
+    tuned = tune_classifier(load_config(None, tiny_overrides(tiny_clean_dir, steps=1) + patches + init), tmp_path)
+    assert load_model(tmp_path / "model.safetensors")[0].cfg.view == ClassifierView(PATCHES, 24, 96) == tuned.cfg.view
+    unknown = load_config(None, tiny_overrides(tiny_clean_dir, steps=1) + ["classifier.view_mode=tiles"] + init)
+    with pytest.raises(ValueError, match="unknown classifier view 'tiles'"):
+        tune_classifier(unknown, tmp_path / "unknown")
 
 
 def test_tune_classifier_can_train_a_deeper_encoder_that_exports(prompt_tuned, tiny_clean_dir, tmp_path, capsys):
