@@ -102,3 +102,23 @@ def test_flop_count_splits_the_total_by_kind() -> None:
     assert total > 0
     assert sum(kinds.values()) == pytest.approx(total)
     assert kinds["1×1 conv"] > 0 and kinds["3×3 depthwise conv"] > 0
+
+
+def test_classifier_view_bench_times_both_views(tiny: list[str], tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from bench import classifier_view
+
+    bundle = Path(shutil.copytree(tiny[1], tmp_path / "bundle"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest |= {"classifier_view": "patches", "classifier_input_size": 64, "classifier_max_side": 256}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["--bundle", str(bundle), "--quick", "--repeats", "1", "--threads", "1", "--out-dir", str(tmp_path)]
+    report = classifier_view.main(argv)
+    header, rows = table(report.path.read_text(), "photo")
+    assert header[:2] == ["photo", "views"]
+    # 480 x 640 and 864 x 1152 shrunk to a longer side of 256, then cut into 64-px squares
+    assert [(r[0], r[1]) for r in rows] == [("0.3 MP", str(3 * 4)), ("1 MP", str(3 * 4))]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+    assert "patch view costs up to" in report.headlines[0]
