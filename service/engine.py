@@ -19,7 +19,7 @@ from PIL import Image
 
 from service import metrics
 from service.bundle import MANIFEST, TASK_NAME, Bundle, BundleError, load_bundle, load_prompts
-from service.classifier_view import PATCHES, ClassifierView
+from service.classifier_view import ClassifierView
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,6 @@ class Decision:
     @property
     def mixture(self) -> dict[str, float] | None:
         return dict(self.weights) if len(self.weights) > 1 else None
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max())
-    return z / z.sum()
 
 
 def decide(probabilities: dict[str, float], tasks: list[str], settings: Settings) -> Decision:
@@ -235,7 +230,7 @@ class Engine:
         vec = next(iter(self.prompts.values()), np.zeros(self.bundle.prompt_dim, np.float32))
         for n in sorted({1, self.settings.max_batch}):
             self.run_backbone(np.full((n, 3, tile, tile), 0.5, np.float32), np.tile(vec, (n, 1)))
-        side = self.classifier_view.max_side if self.classifier_view.mode == PATCHES else self.classifier_view.size
+        side = max(self.classifier_view.size, self.classifier_view.max_side)  # the largest view of every mode
         self.classify(np.full((side, side, 3), 0.5, np.float32))
         self.warmed = True
         log.info("warmed up on %s (tile %d, batch <= %d)", self.execution_provider, tile, self.settings.max_batch)
