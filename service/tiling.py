@@ -1,11 +1,11 @@
 """Pure functions that cut a (C, H, W) image into fixed-size overlapping tiles and blend them back.
 
-Tiles are `tile` x `tile` (the image is edge-padded at the bottom/right to cover the last
-window), so tiles of large photos from different requests share one shape and batch together;
-along a side shorter than a tile they are only as long as that side, rounded up to the grid:
-padding a 720-px side to a 768-px tile puts 48 rows of repeated edge under the bottom tiles
-that the whole photo never sees, and the output there changes (36.7 dB tiled vs whole,
-raindrop prompt; bench/tile_consistency.py). Tile offsets sit on the backbone's pad-multiple
+Tiles are `tile` x `tile` (the image is mirror-padded at the bottom/right to cover the last
+window, as the backbone pads: `model.net.mirror_pad`), so tiles of large photos from different
+requests share one shape and batch together; along a side shorter than a tile they are only as
+long as that side, rounded up to the grid: padding a 720-px side to a 768-px tile put 48 rows of
+padding under the bottom tiles that the whole photo never sees, and the output there changed
+(36.7 dB tiled vs whole, raindrop prompt; bench/tile_consistency.py). Tile offsets sit on the backbone's pad-multiple
 grid. Blending uses raised-cosine ramps over the overlap on interior edges only, normalized by
 the summed weights, so there are no seams and border pixels keep full weight.
 """
@@ -57,17 +57,18 @@ def count_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1
 
 
 def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Edge-pad (C, H, W) at the bottom/right to (C, height, width), as the backbone pads."""
+    """Mirror-pad (C, H, W) at the bottom/right to (C, height, width), as the backbone pads
+    (symmetric: the edge sample repeated, then the photo backwards)."""
     _, h, w = image.shape
     if (h, w) == (height, width):
         return image
-    return np.pad(image, ((0, 0), (0, height - h), (0, width - w)), mode="edge")
+    return np.pad(image, ((0, 0), (0, height - h), (0, width - w)), mode="symmetric")
 
 
 def split(image: np.ndarray, tile: int, overlap: int, align: int = 1) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     """(C, H, W) -> tiles of one shape (views where possible) and their (y, x) offsets.
 
-    Windows that run past the image are edge-padded one by one, as if the whole image had
+    Windows that run past the image are mirror-padded one by one, as if the whole image had
     been padded to `padded_length` on both sides, without copying the whole image.
     """
     _, h, w = image.shape

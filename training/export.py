@@ -174,7 +174,7 @@ def export_bundle(
         "classes": model.classes,
         "prompt_dim": d,
         "pad_multiple": model.cfg.pad_multiple,
-        "padding": "inside the graph (edge padding to pad_multiple, cropped back)",
+        "padding": "inside the graph (mirror padding to pad_multiple, cropped back)",
         "classifier_input_size": model.cfg.classifier_size,
         "classifier_view": model.cfg.classifier_view,
         "classifier_max_side": model.cfg.classifier_max_side,

@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from model.checkpoint import CheckpointError, load_model, save_weights
-from model.net import NET_VARIANTS, NetConfig, TAPNet
+from model.net import NET_VARIANTS, NetConfig, TAPNet, mirror_pad
+from service import tiling
 from service.classifier_view import SQUARE, ClassifierView
 from tests.conftest import make_tiny_model
 
@@ -19,6 +21,20 @@ def test_any_size_keeps_its_shape(shape):
         pred = model(lq, model.prompt_for(["rain"] * shape[0]))
     assert pred.shape == lq.shape
     assert torch.isfinite(pred).all()
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (5, 3), (17, 31), (16, 32), (321, 481)])
+def test_mirror_pad_is_symmetric_reflection_to_the_stride(h, w):
+    image = torch.rand(2, 3, h, w)
+    padded = mirror_pad(image, 16)
+    expected = np.pad(image.numpy(), ((0, 0), (0, 0), (0, -h % 16), (0, -w % 16)), mode="symmetric")
+    np.testing.assert_array_equal(padded.numpy(), expected)
+
+
+def test_service_tiles_are_padded_as_the_backbone_pads():
+    image = np.random.default_rng(0).random((3, 21, 7), dtype=np.float32)
+    backbone = mirror_pad(torch.from_numpy(image)[None], 16)[0].numpy()
+    np.testing.assert_array_equal(tiling.pad_to(image, 32, 16), backbone)
 
 
 def test_default_model_within_parameter_budget():

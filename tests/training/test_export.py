@@ -21,7 +21,7 @@ def session(path) -> ort.InferenceSession:
     return sess
 
 
-@pytest.mark.parametrize("n,h,w", [(1, 64, 96), (3, 64, 96), (1, 123, 77), (3, 123, 77)])
+@pytest.mark.parametrize("n,h,w", [(1, 64, 96), (3, 64, 96), (1, 123, 77), (3, 123, 77), (1, 5, 3)])
 def test_backbone_parity_with_mixed_prompts(tiny_bundle, n, h, w):
     model = make_tiny_model()
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
