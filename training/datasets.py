@@ -5,7 +5,8 @@
 - PairedFolder: DIR/input and DIR/target with the same file names, one task per folder.
 - ListFile: AllWeather-style lists (one input path a line; target path derived).
 - DepthHaze: RESIDE-style haze on indoor photos with their real depth maps.
-- WeightedMix: draws each item from one of those sources with a configured probability.
+- WeightedMix: draws each item from one of those sources with a configured probability, and
+  saves a configured share of the inputs as JPEG (synth/camera.py).
 `task` indexes the class list: the tasks, then `clean` last.
 """
 
@@ -23,6 +24,7 @@ from training.config import DataConfig
 from training.errors import DataError
 from training.image_files import list_images, read_rgb
 from training.synth.assets import DepthBank, StreakBank
+from training.synth.camera import check_quality, jpeg
 from training.synth.common import resize_bilinear
 from training.synth.v2.haze import depth_haze
 
@@ -270,14 +272,27 @@ class WeightedMix(Dataset):
     draws its pair from the same rng. Picklable (the sources are plain datasets).
     """
 
-    def __init__(self, sources: Sequence[Source], weights: Sequence[float], length: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        weights: Sequence[float],
+        length: int,
+        seed: int = 0,
+        jpeg_prob: float = 0.0,
+        jpeg_quality: tuple[int, int] = (40, 95),
+    ) -> None:
         if len(sources) != len(weights) or not sources:
             raise ValueError(f"need one weight per source: {len(sources)} sources, {len(weights)} weights")
         if min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"source weights must be >= 0 with a positive sum, got {list(weights)}")
+        if not 0 <= jpeg_prob <= 1:
+            raise ValueError(f"data.jpeg_prob must be in [0, 1], got {jpeg_prob}")
+        if jpeg_prob > 0:
+            check_quality(jpeg_quality)
         self.sources = list(sources)
         self.probs = np.asarray(weights, dtype=np.float64) / float(sum(weights))
         self.length, self.seed, self.epoch = length, seed, 0
+        self.jpeg_prob, self.jpeg_quality = jpeg_prob, jpeg_quality
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -290,7 +305,10 @@ class WeightedMix(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])  # 1: not the synthetic set's stream
-        return self.sources[int(rng.choice(len(self.sources), p=self.probs))].sample(rng)
+        item = self.sources[int(rng.choice(len(self.sources), p=self.probs))].sample(rng)
+        if self.jpeg_prob > 0 and rng.random() < self.jpeg_prob:  # no draw at 0: older mixtures unchanged
+            item["lq"] = to_tensor(jpeg(item["lq"].permute(1, 2, 0).numpy(), rng, self.jpeg_quality))
+        return item
 
 
 def parse_sources(entries: Sequence[str], tasks: Sequence[str]) -> list[tuple[int, Path]]:
@@ -337,4 +355,5 @@ def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: 
         add(d.paired_weight, lambda index=index, path=path: ListFile(path, index, d.crop, seed=seed))
     if not sources:
         raise ValueError("no training data: every source is off or has weight 0")
-    return WeightedMix(sources, weights, d.samples_per_epoch, seed)
+    quality = (d.jpeg_quality_min, d.jpeg_quality_max)
+    return WeightedMix(sources, weights, d.samples_per_epoch, seed, d.jpeg_prob, quality)

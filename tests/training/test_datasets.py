@@ -168,6 +168,24 @@ def test_weighted_mix_is_deterministic_and_weighted(tiny_clean_dir, tiny_paired_
         WeightedMix([synthetic], [0.0], length=4)
 
 
+def test_jpeg_share_compresses_inputs_only_and_zero_changes_nothing(
+    tiny_clean_dir, tiny_paired_dir, tiny_streaks, tiny_rgbd
+):
+    cfg = v2_config(tiny_clean_dir, tiny_streaks, tiny_rgbd, tiny_paired_dir)
+    plain = build_training_set(cfg, TASKS)
+    cfg.data.jpeg_prob, cfg.data.jpeg_quality_min, cfg.data.jpeg_quality_max = 1.0, 20, 30
+    compressed = build_training_set(cfg, TASKS)
+    for i in range(6):
+        a, b = plain[i], compressed[i]
+        assert torch.equal(a["gt"], b["gt"]) and a["task"] == b["task"]  # same draw, targets untouched
+        assert not torch.equal(a["lq"], b["lq"])
+        np.testing.assert_allclose(b["lq"].numpy() * 255, np.round(b["lq"].numpy() * 255), atol=1e-3)  # 8-bit
+        assert torch.equal(compressed[i]["lq"], b["lq"])  # deterministic
+    cfg.data.jpeg_quality_min = 0
+    with pytest.raises(ValueError, match="JPEG quality range"):
+        build_training_set(cfg, TASKS)
+
+
 def test_v2_training_mixture_has_every_source(tiny_clean_dir, tiny_paired_dir, tiny_streaks, tiny_rgbd):
     cfg = v2_config(tiny_clean_dir, tiny_streaks, tiny_rgbd, tiny_paired_dir)
     mix = build_training_set(cfg, TASKS)

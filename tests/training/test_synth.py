@@ -257,3 +257,19 @@ def test_missing_or_bad_asset_folders_name_the_path(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((24, 32), np.uint8)).save(rgbd / "depth" / "0002.png")
     with pytest.raises(DataError, match="no depth map for .*0000.jpg"):
         DepthBank.load(rgbd)
+
+
+def test_camera_jpeg_is_8_bit_deterministic_and_worse_at_low_quality():
+    from training.synth.camera import jpeg
+
+    scene = draw_city_scene(64, 96, seed=2)
+    high = jpeg(scene, np.random.default_rng(0), (95, 95))
+    low = jpeg(scene, np.random.default_rng(0), (10, 10))
+    assert high.shape == scene.shape and high.dtype == np.float32
+    np.testing.assert_array_equal(
+        jpeg(scene, np.random.default_rng(5), (10, 95)), jpeg(scene, np.random.default_rng(5), (10, 95))
+    )
+    assert np.abs(high - scene).mean() < np.abs(low - scene).mean()
+    assert np.abs(low - scene).mean() > 0.005  # quality 10 visibly blocks
+    with pytest.raises(ValueError, match="JPEG quality range"):
+        jpeg(scene, np.random.default_rng(0), (50, 40))
