@@ -1,9 +1,9 @@
 """What the camera does after the weather: 8-bit JPEG.
 
 Every real photo the service restores went through a JPEG encoder after the rain or haze was in
-the scene; the synthetic inputs are exact floats. A network that never saw block artefacts and
-banding under weather treats them as structure to recover: in dense haze, where it multiplies
-contrast many times, a grey JPEG sky comes back as dark blotches and streaks.
+the scene; the synthetic inputs are exact floats, so the network never sees block artefacts and
+banding under weather. A 600-step probe gained SOTS-indoor-dev +0.8 dB and left the blotches in a
+dense-haze grey sky as they were (configs/default/README.md, item 22).
 """
 
 import io
@@ -11,6 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from training.metrics import quantize
 from training.synth.common import F32
 
 
@@ -25,7 +26,7 @@ def jpeg(image: np.ndarray, rng: np.random.Generator, quality: tuple[int, int]) 
     """(H, W, 3) float image in 0..1 through an 8-bit JPEG of a quality drawn from `quality` (inclusive)."""
     check_quality(quality)
     lo, hi = quality
-    pixels = Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+    pixels = Image.fromarray(quantize(image))
     buffer = io.BytesIO()
     pixels.save(buffer, format="JPEG", quality=int(rng.integers(lo, hi + 1)))
     buffer.seek(0)
