@@ -94,10 +94,6 @@ class ClassifierConfig:
     such photos untouched, and labelling them as weather teaches the classifier to call clean
     photos weather. 0 turns the relabelling off.
 
-    `jpeg_prob`: share of views saved as an 8-bit JPEG (quality in data.jpeg_quality_min..max), the
-    weather view and its clean view at the same quality, so the visibility test above still
-    measures the weather, not the compression: every real photo reaches auto mode as a JPEG.
-
     `encoder_blocks` (one count per encoder level), when it differs from the checkpoint's, replaces
     its encoder with a freshly initialised one that has that many residual blocks after each
     strided conv; empty (or equal) keeps the checkpoint's encoder and fine-tunes it.
@@ -109,7 +105,6 @@ class ClassifierConfig:
     train_view: int = 160
     max_shrink: float = 2.0
     visible_psnr: float = 30.0
-    jpeg_prob: float = 0.0
     encoder_blocks: tuple[int, ...] = ()
 
 

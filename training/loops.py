@@ -34,7 +34,6 @@ from training.config import ClassifierConfig, TrainConfig, save_config, to_dict
 from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources, training_mixture
 from training.distributed import World, init_distributed, shutdown_distributed
 from training.losses import batch_psnr, charbonnier, image_psnr, info_nce, prompt_similarity, relatedness_loss
-from training.synth.camera import check_quality, jpeg
 from training.train_state import load_train_state, save_train_state
 
 log = logging.getLogger(__name__)
@@ -162,22 +161,6 @@ def classifier_views(lq: torch.Tensor, gt: torch.Tensor, view: ClassifierConfig)
     return torch.stack(out_lq), torch.stack(out_gt)
 
 
-def jpeg_views(
-    views: torch.Tensor, clean_views: torch.Tensor, prob: float, quality: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each pair of views, with probability `prob`, through an 8-bit JPEG of one quality drawn from
-    `quality` for both (a seed from torch's generator, so runs stay deterministic for a seed)."""
-    if prob <= 0:
-        return views, clean_views
-    out, out_clean = views.clone(), clean_views.clone()
-    for i in torch.nonzero(torch.rand(len(views)) < prob).flatten().tolist():
-        seed = int(torch.randint(2**31, ()))
-        for source, target in ((views, out), (clean_views, out_clean)):
-            image = source[i].float().permute(1, 2, 0).numpy()
-            target[i] = torch.from_numpy(jpeg(image, np.random.default_rng(seed), quality)).permute(2, 0, 1)
-    return out, out_clean
-
-
 def invisible_weather(lq: torch.Tensor, gt: torch.Tensor, visible_psnr: float) -> torch.Tensor:
     """(N,) True where a view is within visible_psnr dB of its clean view."""
     return image_psnr(lq.float(), gt.float()) >= visible_psnr
@@ -187,16 +170,14 @@ class ClassifierStep(nn.Module):
     """tune-classifier: InfoNCE against fixed task keys on classifier views (ClassifierConfig);
     no restoration (pred is the input)."""
 
-    def __init__(self, model: TAPNet, view: ClassifierConfig, jpeg_quality: tuple[int, int] = (40, 95)) -> None:
+    def __init__(self, model: TAPNet, view: ClassifierConfig) -> None:
         super().__init__()
         self.model = model
         self.view = view
-        self.jpeg_quality = jpeg_quality
         self.clean = len(model.tasks)
 
     def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
         views, clean_views = classifier_views(lq, gt, self.view)
-        views, clean_views = jpeg_views(views, clean_views, self.view.jpeg_prob, self.jpeg_quality)
         if self.view.visible_psnr > 0:
             task = torch.where(invisible_weather(views, clean_views, self.view.visible_psnr), self.clean, task)
         keys = self.model.keys(self.model.task_vectors().detach())
@@ -475,14 +456,9 @@ def tune_classifier(cfg: TrainConfig, out_dir: Path, resume: bool = False) -> TA
     if view.encoder_blocks and view.encoder_blocks != model.cfg.encoder_blocks:
         model.rebuild_encoder(view.encoder_blocks)
         log.info("fresh degradation encoder with residual blocks %s", list(view.encoder_blocks))
-    if not 0 <= view.jpeg_prob <= 1:
-        raise ValueError(f"classifier.jpeg_prob must be in [0, 1], got {view.jpeg_prob}")
-    if view.jpeg_prob > 0:
-        check_quality((cfg.data.jpeg_quality_min, cfg.data.jpeg_quality_max))
     params = model.freeze_for("classifier")
     dataset = build_training_set(cfg, model.tasks)
-    step = ClassifierStep(model, view, (cfg.data.jpeg_quality_min, cfg.data.jpeg_quality_max))
-    return fit(step, params, dataset, cfg, out_dir, "tune-classifier", resume)
+    return fit(ClassifierStep(model, view), params, dataset, cfg, out_dir, "tune-classifier", resume)
 
 
 def load_generator(spec: str):

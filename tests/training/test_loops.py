@@ -18,7 +18,6 @@ from training.loops import (
     add_task,
     classifier_views,
     invisible_weather,
-    jpeg_views,
     pretrain,
     prompt_tune,
     tune_classifier,
@@ -247,10 +246,7 @@ def test_add_task_generator_does_not_leak_into_the_registry():
 def test_tune_classifier_changes_only_the_classifier(prompt_tuned, tiny_clean_dir, tmp_path):
     base, _ = load_model(prompt_tuned / "model.safetensors")
     base.eval().requires_grad_(False)
-    jpeg = ["classifier.jpeg_prob=0.5"]  # JPEG views are the classifier's alone
-    cfg = load_config(
-        None, tiny_overrides(tiny_clean_dir, steps=3) + jpeg + [f"init={prompt_tuned / 'model.safetensors'}"]
-    )
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir, steps=3) + [f"init={prompt_tuned / 'model.safetensors'}"])
     tuned = tune_classifier(cfg, tmp_path)
     diff = changed(base, tuned)
     assert diff and all(k.startswith(("encoder.", "keys.")) for k in diff)
@@ -326,32 +322,6 @@ def test_weather_that_vanishes_in_the_view_is_labelled_clean():
     strong = gt + 0.2  # 14 dB
     lq = torch.stack([faint[0], strong[1], gt[2]])
     assert invisible_weather(lq, gt, 30.0).tolist() == [True, False, True]
-
-
-def test_jpeg_views_compress_a_view_and_its_clean_view_at_one_quality():
-    """Weather that vanishes stays 'clean' under JPEG: both views share the quality, so an
-    invisible weather view compresses to exactly its clean view."""
-    torch.manual_seed(0)
-    gt = torch.rand(4, 3, 32, 32)
-    lq = gt.clone()
-    lq[1] += 0.3
-    torch.manual_seed(1)
-    views, clean_views = jpeg_views(lq, gt, 1.0, (40, 60))
-    assert torch.equal(views[0], clean_views[0])  # identical inputs, identical quality
-    assert not torch.equal(views[1], clean_views[1])
-    assert (views - lq).abs().mean() > 0.01  # compressed: block artefacts on noise
-    torch.manual_seed(1)
-    again, _ = jpeg_views(lq, gt, 1.0, (40, 60))
-    assert torch.equal(again, views)  # deterministic for a seed
-    untouched, untouched_clean = jpeg_views(lq, gt, 0.0, (40, 60))
-    assert untouched is lq and untouched_clean is gt
-
-
-def test_classifier_jpeg_prob_out_of_range_is_an_error(tiny_clean_dir, prompt_tuned, tmp_path):
-    overrides = tiny_overrides(tiny_clean_dir, steps=1) + ["classifier.jpeg_prob=1.5"]
-    cfg = load_config(None, overrides + [f"init={prompt_tuned / 'model.safetensors'}"])
-    with pytest.raises(ValueError, match="classifier.jpeg_prob"):
-        tune_classifier(cfg, tmp_path)
 
 
 def test_a_dataset_smaller_than_a_batch_still_gives_full_batches(tiny_paired_dir, tiny_clean_dir):
