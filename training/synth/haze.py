@@ -32,6 +32,7 @@ def haze(image: np.ndarray, rng: np.random.Generator, severity: float) -> np.nda
     """Uniform-to-patchy haze; severity raises the scattering coefficient beta."""
     depth = depth_proxy(image, rng)
     beta = (0.15 + 2.0 * severity**1.3) * rng.uniform(0.8, 1.25)
-    transmission = np.exp(-beta * depth).astype(F32)
+    # float64: numpy's float32 exp kernels differ by an ulp between CPU instruction sets
+    transmission = np.exp(-beta * depth.astype(np.float64)).astype(F32)
     airlight = random_airlight(rng, 0.7, 1.0, tint=0.08)
     return np.clip(veil(image, transmission, airlight), 0, 1).astype(F32)
