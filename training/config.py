@@ -44,6 +44,10 @@ class DataConfig:
     depth_haze_weight: float = 0.12
     real_pair_weights: list[float] = field(default_factory=lambda: [0.06, 0.02])  # one per real_pairs entry
     paired_weight: float = 0.1  # each data.paired / data.lists entry, in version 2
+    # The rain of these additive-rain pairs (input = clip(target + S)), lifted off and added onto
+    # the clean training photos (datasets.RainOnPhotos); 0 leaves the source out.
+    rain_layers_dir: str = "../shared/data/train/rain-heavy"
+    rain_layer_weight: float = 0.0
     # Share of version-2 inputs (any source) saved as an 8-bit JPEG of quality in
     # [jpeg_quality_min, jpeg_quality_max] before the network sees them, as a camera does after the
     # weather (training/synth/camera.py). 0 keeps the mixture bit-identical to before it existed.

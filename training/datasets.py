@@ -5,6 +5,7 @@
 - PairedFolder: DIR/input and DIR/target with the same file names, one task per folder.
 - ListFile: AllWeather-style lists (one input path a line; target path derived).
 - DepthHaze: RESIDE-style haze on indoor photos with their real depth maps.
+- RainOnPhotos: the rain of real additive-rain pairs added onto the clean training photos.
 - WeightedMix: draws each item from one of those sources with a configured probability, and
   saves a configured share of the inputs as JPEG (synth/camera.py).
 `task` indexes the class list: the tasks, then `clean` last.
@@ -23,7 +24,7 @@ from training import synth
 from training.config import DataConfig
 from training.errors import DataError
 from training.image_files import list_images, read_rgb
-from training.synth.assets import DepthBank, StreakBank
+from training.synth.assets import DepthBank, RainLayerBank, StreakBank
 from training.synth.camera import check_quality, jpeg
 from training.synth.common import resize_bilinear
 from training.synth.v2.haze import depth_haze
@@ -31,7 +32,7 @@ from training.synth.v2.haze import depth_haze
 DEPTH_BORDER = 10  # NYU frames carry a ~10 px invalid border (image pixels); SOTS crops it too
 DEPTH_SCALE = 10.0 / 255  # rgbd-indoor depth PNG value -> metres (only the ratio to the max matters)
 
-__all__ = ["DataError", "DepthHaze", "ListFile", "PairedFolder", "SyntheticWeather", "WeightedMix"]
+__all__ = ["DataError", "DepthHaze", "ListFile", "PairedFolder", "RainOnPhotos", "SyntheticWeather", "WeightedMix"]
 
 
 def split_clean(files: Sequence[Path], holdout_every: int, split: str) -> list[Path]:
@@ -261,6 +262,40 @@ class DepthHaze(EpochSampled):
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index}
 
 
+class RainOnPhotos:
+    """Rain lifted off real pairs (RainLayerBank) added onto clean training photos.
+
+    The 18 `train/rain-heavy` pairs, cropped as they are, are 18 backgrounds the network can learn
+    by heart (it restores them ~3 dB better than Rain100H-dev); their rain on the other photos
+    makes it learn the rain. Same clip(clean + S) as the pairs were made; the layer is cropped
+    with scale jitter and flipped on its own, its strength jittered.
+    """
+
+    def __init__(
+        self,
+        bank: RainLayerBank,
+        images: Sequence[np.ndarray],
+        task_index: int,
+        crop: int,
+        scale: tuple[float, float] = (0.6, 1.1),
+        strength: tuple[float, float] = (0.75, 1.1),
+    ) -> None:
+        if not images:
+            raise DataError("rain layers need clean photos to fall on: none were given")
+        self.bank, self.images, self.task_index, self.crop = bank, images, task_index, crop
+        self.scale, self.strength = scale, strength
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        img = self.images[int(rng.integers(len(self.images)))]
+        photo_scale = float(rng.uniform(0.5, 1.0)) if min(img.shape[:2]) >= 2 * self.crop else 1.0
+        (gt_u8,) = random_crop([img], self.crop, rng, photo_scale)
+        layer = self.bank.layers[int(rng.integers(len(self.bank.layers)))]
+        (rain,) = random_crop([layer], self.crop, rng, float(rng.uniform(*self.scale)))
+        gt = gt_u8.astype(np.float32) / 255.0
+        lq = np.clip(gt + float(rng.uniform(*self.strength)) * rain[..., None], 0, 1)
+        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index}
+
+
 class Source(Protocol):
     def sample(self, rng: np.random.Generator) -> dict: ...
 
@@ -324,6 +359,15 @@ def parse_sources(entries: Sequence[str], tasks: Sequence[str]) -> list[tuple[in
     return sources
 
 
+def rain_on_photos(d: DataConfig, tasks: Sequence[str], synthetic: Dataset | None) -> RainOnPhotos:
+    """RainOnPhotos on the synthetic set's photos (already decoded), or the clean training split."""
+    if isinstance(synthetic, SyntheticWeather):
+        images = synthetic.images
+    else:
+        images = [read_rgb(f) for f in split_clean(list_images(Path(d.clean_dir)), d.holdout_every, "train")]
+    return RainOnPhotos(RainLayerBank.load(Path(d.rain_layers_dir)), images, list(tasks).index("rain"), d.crop)
+
+
 def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: Dataset | None) -> WeightedMix:
     """Data engine v2: `synthetic` (built by the caller), depth haze, real pairs, paired folders
     and list files, each drawn with its configured weight; a zero weight leaves a source out."""
@@ -345,6 +389,8 @@ def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: 
         add(
             d.depth_haze_weight, lambda: DepthHaze(Path(d.depth_dir), haze, d.crop, d.samples_per_epoch, severity, seed)
         )
+    if d.rain_layers_dir and "rain" in tasks:
+        add(d.rain_layer_weight, lambda: rain_on_photos(d, tasks, synthetic))
     real = [entry for entry in d.real_pairs if entry.partition("=")[0] in tasks]  # add-task models may lack one
     real_weights = [w for entry, w in zip(d.real_pairs, d.real_pair_weights, strict=True) if entry in real]
     for (index, path), weight in zip(parse_sources(real, tasks), real_weights, strict=True):

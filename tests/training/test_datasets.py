@@ -12,6 +12,7 @@ from training.datasets import (
     DepthHaze,
     ListFile,
     PairedFolder,
+    RainOnPhotos,
     SyntheticWeather,
     WeightedMix,
     parse_sources,
@@ -20,6 +21,7 @@ from training.datasets import (
 from training.loops import build_training_set
 from training.scenes import draw_city_scene, to_uint8
 from training.synth import GENERATORS
+from training.synth.assets import RainLayerBank
 
 TASKS = ["rain", "raindrop", "haze", "snow"]
 
@@ -122,6 +124,87 @@ def tiny_rgbd(tmp_path_factory):
         depth = np.tile(np.linspace(20, 200, 24)[:, None], (1, 32)).astype(np.uint8)  # farther down
         Image.fromarray(depth).save(root / "depth" / f"{i:04d}.png")
     return root
+
+
+def streak_layer(h: int, w: int, seed: int) -> np.ndarray:
+    """A gray additive rain layer in 0..1: bright slanted streaks over a faint veil."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:h, :w]
+    streaks = ((x + y // 3 + int(rng.integers(9))) % 9 == 0) * rng.uniform(0.3, 0.7)
+    return (0.05 + streaks).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def additive_rain_pairs(tmp_path_factory):
+    """input = clip(target + S) as Rain100H is made; p1's sky is clipped white in every channel,
+    p2 is clipped almost everywhere (too little rain is readable: left out)."""
+    root = tmp_path_factory.mktemp("additive")
+    (root / "input").mkdir()
+    (root / "target").mkdir()
+    for i in range(3):
+        clean = draw_city_scene(48, 64, seed=200 + i)
+        if i == 1:
+            clean[:6] = 0.98  # a bright sky the rain clips
+        if i == 2:
+            clean[:] = 0.99
+        rainy = np.clip(clean + streak_layer(48, 64, i)[..., None], 0, 1)
+        Image.fromarray(to_uint8(clean)).save(root / "target" / f"p{i}.png")
+        Image.fromarray(to_uint8(rainy)).save(root / "input" / f"p{i}.png")
+    return root
+
+
+def test_rain_layers_are_lifted_off_additive_pairs(additive_rain_pairs, tmp_path):
+    bank = RainLayerBank.load(additive_rain_pairs)
+    assert len(bank.layers) == 2  # p2, clipped over most of the photo, is left out
+    for i, layer in enumerate(bank.layers):
+        truth = streak_layer(48, 64, i)
+        clean = np.asarray(Image.open(additive_rain_pairs / "target" / f"p{i}.png"), np.float32) / 255
+        readable = (clean + truth[..., None] < 0.99).any(axis=-1)
+        np.testing.assert_allclose(layer[readable], truth[readable], atol=1.5 / 255)  # 8-bit rounding
+    # The clipped sky only bounds S below (1 - 0.98); it is filled with the veil and streaks
+    # readable around it (mean ~0.075: the brightest streaks clip on bright walls too).
+    sky = bank.layers[1][:6]
+    assert sky.min() >= 0.02 - 1e-6 and 0.04 < sky.mean() < 0.1
+    with pytest.raises(DataError, match="need input/ and target/.*gone"):
+        RainLayerBank.load(tmp_path / "gone")
+    (tmp_path / "input").mkdir()
+    (tmp_path / "target").mkdir()
+    for name in ("input", "target"):
+        Image.open(additive_rain_pairs / name / "p2.png").save(tmp_path / name / "p2.png")
+    with pytest.raises(DataError, match="no usable rain-layer pairs"):
+        RainLayerBank.load(tmp_path)
+
+
+def test_rain_on_photos_adds_real_rain_to_clean_crops(additive_rain_pairs, tiny_clean_dir):
+    bank = RainLayerBank.load(additive_rain_pairs)
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(tiny_clean_dir.iterdir())[:3]]
+    source = RainOnPhotos(bank, photos, task_index=0, crop=32)
+    item = source.sample(np.random.default_rng(5))
+    assert item["task"] == 0 and item["lq"].shape == item["gt"].shape == (3, 32, 32)
+    assert torch.equal(source.sample(np.random.default_rng(5))["lq"], item["lq"])
+    rain = item["lq"] - item["gt"]
+    assert rain.min() >= 0 and rain.mean() > 0.05  # rain only adds light
+    unclipped = (item["lq"] < 1).all(dim=0)
+    assert (rain.amax(dim=0) - rain.amin(dim=0))[unclipped].max() < 1e-5  # gray, as in the pairs
+    with pytest.raises(DataError, match="clean photos"):
+        RainOnPhotos(bank, [], task_index=0, crop=32)
+
+
+def test_rain_layer_weight_adds_the_source(
+    tiny_clean_dir, tiny_paired_dir, tiny_streaks, tiny_rgbd, additive_rain_pairs
+):
+    cfg = v2_config(
+        tiny_clean_dir,
+        tiny_streaks,
+        tiny_rgbd,
+        tiny_paired_dir,
+        rain_layers_dir=str(additive_rain_pairs),
+        rain_layer_weight=0.3,
+    )
+    mix = build_training_set(cfg, TASKS)
+    assert [type(s).__name__ for s in mix.sources] == ["SyntheticWeather", "DepthHaze", "RainOnPhotos", "PairedFolder"]
+    assert mix.sources[2].images is mix.sources[0].images  # the photos are decoded once
+    np.testing.assert_allclose(mix.probs, np.array([1.0, 0.12, 0.3, 0.5]) / 1.92)
 
 
 def v2_config(clean_dir, streaks, rgbd, paired, **data):
