@@ -129,6 +129,17 @@ def cmd_tune_core(args: argparse.Namespace) -> None:
     add_task(_config(args), Path(args.out), args.name, [Path(p) for p in args.data], args.generator, existing=True)
 
 
+def cmd_reuse_classifier(args: argparse.Namespace) -> None:
+    from model.checkpoint import load_model, save_weights
+    from training.reuse_classifier import reuse_classifier
+
+    model, extra = load_model(Path(args.checkpoint))
+    donor = load_model(Path(args.classifier))[0]
+    out = Path(args.out) / "model.safetensors"
+    save_weights(reuse_classifier(model, donor), out, extra | {"classifier_from": str(args.classifier)})
+    print(f"wrote {out}: {args.checkpoint} with the auto-mode classifier of {args.classifier}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from model.checkpoint import load_model
     from training.datasets import parse_sources
@@ -254,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", action="append", default=[], help="paired folder with input/ and target/")
         p.add_argument("--generator", help="synthetic generator as package.module:function")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("reuse-classifier", help="keep a trained classifier for re-tuned prompts (keys re-solved)")
+    p.add_argument("checkpoint", help="model.safetensors whose backbone and prompts to keep")
+    p.add_argument("--classifier", required=True, help="model.safetensors whose auto-mode classifier to keep")
+    p.add_argument("--out", required=True, help="run folder for the combined model.safetensors")
+    p.set_defaults(func=cmd_reuse_classifier)
 
     p = sub.add_parser("evaluate", help="PSNR/SSIM per task, auto-mode confusion, report + grid")
     p.add_argument("checkpoint")

@@ -23,6 +23,7 @@ from training.loops import (
     tune_classifier,
     with_fresh_prompts,
 )
+from training.reuse_classifier import reuse_classifier
 from training.train_state import load_train_state, save_train_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -334,3 +335,35 @@ def test_a_dataset_smaller_than_a_batch_still_gives_full_batches(tiny_paired_dir
     loader = make_loader(PairedFolder(tiny_paired_dir, 0, crop=16), cfg, World(rank=0, size=1, local_rank=0))
     sizes = [len(batch["lq"]) for batch in loader]
     assert sizes == [8, 8, 8, 8]
+
+
+def test_reuse_classifier_keeps_the_decisions_and_the_new_restoration(
+    prompt_tuned, pretrained, tiny_clean_dir, tmp_path
+):
+    tiny = tiny_overrides(tiny_clean_dir, steps=3)
+    donor_cfg = ["classifier.encoder_blocks=1,2", "classifier.view_mode=patches", "classifier.view_size=24"]
+    donor = tune_classifier(
+        load_config(None, tiny + donor_cfg + [f"init={prompt_tuned / 'model.safetensors'}"]), tmp_path / "donor"
+    )
+    retuned = prompt_tune(
+        load_config(None, tiny + ["seed=1", f"init={pretrained / 'model.safetensors'}"]), tmp_path / "retuned"
+    )
+    assert not torch.allclose(retuned.prompts.task_vectors(), donor.prompts.task_vectors())
+    args = [
+        str(tmp_path / "retuned" / "model.safetensors"),
+        "--classifier",
+        str(tmp_path / "donor" / "model.safetensors"),
+    ]
+    assert tap_train(["reuse-classifier", *args, "--out", str(tmp_path / "both")]) == 0
+    both = load_model(tmp_path / "both" / "model.safetensors")[0].eval()
+    assert both.cfg.encoder_blocks == (1, 2) and both.cfg.view == donor.cfg.view
+    lq = torch.rand(3, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.allclose(both.classify(lq), donor.eval().classify(lq), atol=1e-4)  # same decisions
+        prompts = ["rain", "haze", "snow"]
+        restored = load_model(tmp_path / "retuned" / "model.safetensors")[0].eval()
+        assert torch.equal(both(lq, both.prompt_for(prompts)), restored(lq, restored.prompt_for(prompts)))
+    more = load_model(tmp_path / "retuned" / "model.safetensors")[0]
+    more.add_task("fog")
+    with pytest.raises(ValueError, match="differs in \\['tasks'\\]"):
+        reuse_classifier(more, donor)
