@@ -20,8 +20,15 @@ tap-train prompt-tune --config configs/default/prompt-tune.yaml --init "$RUN/pre
 # stage-2 core. To try it again: tap-train tune-core rain ... --data "$DATA/train/rain-heavy".
 tap-train tune-core raindrop --config configs/default/tune-core.yaml --init "$RUN/prompt-tune/model.safetensors" \
     --data "$DATA/train/raindrop" --out "$RUN/tune-raindrop"
-tap-train tune-classifier --config configs/default/classifier.yaml --init "$RUN/tune-raindrop/model.safetensors" \
-    --out "$RUN/classifier"
+# Auto mode: a classifier trained here, or with CLASSIFIER_FROM=weights.safetensors an earlier
+# model's classifier kept as it is (its keys re-solved for the new prompts: the same decisions).
+if [ -n "${CLASSIFIER_FROM:-}" ]; then
+    tap-train reuse-classifier "$RUN/tune-raindrop/model.safetensors" --classifier "$CLASSIFIER_FROM" \
+        --out "$RUN/classifier"
+else
+    tap-train tune-classifier --config configs/default/classifier.yaml --init "$RUN/tune-raindrop/model.safetensors" \
+        --out "$RUN/classifier"
+fi
 tap-train evaluate "$RUN/classifier/model.safetensors" --out "$RUN/eval" --synthetic 8 \
     --paired "rain=$VAL/rain100h" --paired "haze=$VAL/sots-indoor" --real "$DATA/real" --json "$RUN/eval/summary.json"
 tap-train export "$RUN/classifier" --out artifacts/default --model-version "$VERSION" --fp16 \
