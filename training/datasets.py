@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from training import synth
 from training.config import DataConfig
 from training.errors import DataError
-from training.image_files import list_images, read_rgb
+from training.image_files import list_images, list_pairs, read_pair, read_rgb
 from training.synth.assets import DepthBank, RainLayerBank, StreakBank
 from training.synth.camera import check_quality, jpeg
 from training.synth.common import resize_bilinear
@@ -63,6 +63,14 @@ def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator, s
             patch = np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.BICUBIC))
         out.append(patch[:, ::-1] if flip else patch)
     return out
+
+
+def random_photo_crop(images: Sequence[np.ndarray], crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop (scale jitter 0.5-1 where the photo is large enough, flip) of a random photo, float32."""
+    img = images[int(rng.integers(len(images)))]
+    scale = float(rng.uniform(0.5, 1.0)) if min(img.shape[:2]) >= 2 * crop else 1.0
+    (patch,) = random_crop([img], crop, rng, scale)
+    return patch.astype(np.float32) / 255.0
 
 
 class EpochSampled(Dataset):
@@ -124,10 +132,7 @@ class SyntheticWeather(EpochSampled):
 
     def sample(self, rng: np.random.Generator) -> dict:
         """One pair drawn with `rng` (WeightedMix calls this with its own per-index rng)."""
-        img = self.images[int(rng.integers(len(self.images)))]
-        scale = float(rng.uniform(0.5, 1.0)) if min(img.shape[:2]) >= 2 * self.crop else 1.0
-        (gt_u8,) = random_crop([img], self.crop, rng, scale)
-        gt = gt_u8.astype(np.float32) / 255.0
+        gt = random_photo_crop(self.images, self.crop, rng)
         if rng.random() < self.clean_prob:
             return {"lq": to_tensor(gt), "gt": to_tensor(gt), "task": len(self.tasks)}
         task = int(rng.integers(len(self.tasks)))
@@ -142,19 +147,7 @@ class PairedFolder(Dataset):
     """DIR/input/NAME and DIR/target/NAME pairs for one task; crop=None yields whole images."""
 
     def __init__(self, root: Path, task_index: int, crop: int | None = None, seed: int = 0) -> None:
-        root = Path(root)
-        if not root.is_dir():
-            raise DataError(f"paired data folder not found: {root}")
-        inputs = list_images(root / "input")
-        target_dir = root / "target"
-        if not target_dir.is_dir():
-            raise DataError(f"paired data folder has no target/: {target_dir}")
-        self.pairs = []
-        for path in inputs:
-            target = target_dir / path.name
-            if not target.is_file():
-                raise DataError(f"missing target for {path}: expected {target}")
-            self.pairs.append((path, target))
+        self.pairs = list_pairs(root)
         self.task_index, self.crop, self.seed = task_index, crop, seed
 
     def __len__(self) -> int:
@@ -162,9 +155,7 @@ class PairedFolder(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         lq_path, gt_path = self.pairs[index]
-        lq, gt = read_rgb(lq_path), read_rgb(gt_path)
-        if lq.shape != gt.shape:
-            raise DataError(f"size mismatch: {lq_path} {lq.shape} vs {gt_path} {gt.shape}")
+        lq, gt = read_pair(lq_path, gt_path)
         if self.crop is not None:
             rng = np.random.default_rng([self.seed, index, torch.randint(1 << 30, ()).item()])
             lq, gt = random_crop([lq, gt], self.crop, rng)
@@ -178,11 +169,7 @@ class PairedFolder(Dataset):
         index = int(rng.integers(len(self.pairs)))
         cache = self.__dict__.setdefault("_decoded", {})
         if index not in cache:
-            lq_path, gt_path = self.pairs[index]
-            lq, gt = read_rgb(lq_path), read_rgb(gt_path)
-            if lq.shape != gt.shape:
-                raise DataError(f"size mismatch: {lq_path} {lq.shape} vs {gt_path} {gt.shape}")
-            cache[index] = (lq, gt)
+            cache[index] = read_pair(*self.pairs[index])
         lq, gt = cache[index]
         crop = self.crop or min(lq.shape[:2])
         lq, gt = random_crop([lq, gt], crop, rng, float(rng.uniform(*scale)))
@@ -286,12 +273,9 @@ class RainOnPhotos:
         self.scale, self.strength = scale, strength
 
     def sample(self, rng: np.random.Generator) -> dict:
-        img = self.images[int(rng.integers(len(self.images)))]
-        photo_scale = float(rng.uniform(0.5, 1.0)) if min(img.shape[:2]) >= 2 * self.crop else 1.0
-        (gt_u8,) = random_crop([img], self.crop, rng, photo_scale)
+        gt = random_photo_crop(self.images, self.crop, rng)
         layer = self.bank.layers[int(rng.integers(len(self.bank.layers)))]
         (rain,) = random_crop([layer], self.crop, rng, float(rng.uniform(*self.scale)))
-        gt = gt_u8.astype(np.float32) / 255.0
         lq = np.clip(gt + float(rng.uniform(*self.strength)) * rain[..., None], 0, 1)
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index}
 
@@ -359,16 +343,13 @@ def parse_sources(entries: Sequence[str], tasks: Sequence[str]) -> list[tuple[in
     return sources
 
 
-def rain_on_photos(d: DataConfig, tasks: Sequence[str], synthetic: Dataset | None) -> RainOnPhotos:
-    """RainOnPhotos on the synthetic set's photos (already decoded), or the clean training split."""
-    if isinstance(synthetic, SyntheticWeather):
-        images = synthetic.images
-    else:
-        images = [read_rgb(f) for f in split_clean(list_images(Path(d.clean_dir)), d.holdout_every, "train")]
+def rain_on_photos(d: DataConfig, tasks: Sequence[str], synthetic: SyntheticWeather | None) -> RainOnPhotos:
+    """RainOnPhotos on the synthetic set's photos, already decoded (without them it has none)."""
+    images = synthetic.images if synthetic is not None else []
     return RainOnPhotos(RainLayerBank.load(Path(d.rain_layers_dir)), images, list(tasks).index("rain"), d.crop)
 
 
-def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: Dataset | None) -> WeightedMix:
+def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: SyntheticWeather | None) -> WeightedMix:
     """Data engine v2: `synthetic` (built by the caller), depth haze, real pairs, paired folders
     and list files, each drawn with its configured weight; a zero weight leaves a source out."""
     if len(d.real_pair_weights) != len(d.real_pairs):

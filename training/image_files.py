@@ -38,6 +38,32 @@ def read_rgb(path: Path) -> np.ndarray:
     return read_image(path, "RGB")
 
 
+def list_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(input, target) paths of a paired folder: ROOT/input/NAME and ROOT/target/NAME."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"paired data folder not found: {root}")
+    inputs = list_images(root / "input")
+    target_dir = root / "target"
+    if not target_dir.is_dir():
+        raise DataError(f"paired data folder has no target/: {target_dir}")
+    pairs = []
+    for path in inputs:
+        target = target_dir / path.name
+        if not target.is_file():
+            raise DataError(f"missing target for {path}: expected {target}")
+        pairs.append((path, target))
+    return pairs
+
+
+def read_pair(lq_path: Path, gt_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Both images of a pair (uint8 RGB), which must be the same size."""
+    lq, gt = read_rgb(lq_path), read_rgb(gt_path)
+    if lq.shape != gt.shape:
+        raise DataError(f"size mismatch: {lq_path} {lq.shape} vs {gt_path} {gt.shape}")
+    return lq, gt
+
+
 def fit_longer_side(image: np.ndarray, size: int) -> np.ndarray:
     """Downscale (bicubic) so the longer side is at most `size`; 0 keeps full resolution."""
     h, w = image.shape[:2]

@@ -14,19 +14,17 @@ import torch
 
 from model.net import TAPNet
 
-CLASSIFIER_FIELDS = ("encoder_widths", "encoder_blocks", "embed_dim", "temperature", "tasks")
-VIEW_FIELDS = ("classifier_view", "classifier_size", "classifier_max_side")
+MUST_MATCH = ("tasks", "embed_dim", "temperature")  # what the keys are made of and compared with
+COPIED = ("encoder_widths", "encoder_blocks", "classifier_view", "classifier_size", "classifier_max_side")
 
 
 def reuse_classifier(model: TAPNet, donor: TAPNet) -> TAPNet:
     """`model` with `donor`'s encoder, clean key, view and a key map re-solved for `model`'s prompts."""
-    mismatched = [f for f in ("tasks", "embed_dim", "temperature") if getattr(model.cfg, f) != getattr(donor.cfg, f)]
+    mismatched = [f for f in MUST_MATCH if getattr(model.cfg, f) != getattr(donor.cfg, f)]
     if mismatched:
         raise ValueError(f"the classifier's model differs in {mismatched}: its keys cannot be carried over")
-    fields = {f: getattr(donor.cfg, f) for f in CLASSIFIER_FIELDS + VIEW_FIELDS}
-    if model.cfg.encoder_blocks != donor.cfg.encoder_blocks or model.cfg.encoder_widths != donor.cfg.encoder_widths:
-        model.rebuild_encoder(donor.cfg.encoder_blocks)
-    model.cfg = replace(model.cfg, **fields)
+    model.cfg = replace(model.cfg, **{f: getattr(donor.cfg, f) for f in COPIED})
+    model.rebuild_encoder(donor.cfg.encoder_blocks)  # the donor's shape, widths included; weights below
     with torch.no_grad():
         model.encoder.load_state_dict(donor.encoder.state_dict())
         model.keys.clean.copy_(donor.keys.clean)

@@ -165,7 +165,7 @@ def test_rain_layers_are_lifted_off_additive_pairs(additive_rain_pairs, tmp_path
     # readable around it (mean ~0.075: the brightest streaks clip on bright walls too).
     sky = bank.layers[1][:6]
     assert sky.min() >= 0.02 - 1e-6 and 0.04 < sky.mean() < 0.1
-    with pytest.raises(DataError, match="need input/ and target/.*gone"):
+    with pytest.raises(DataError, match="paired data folder not found.*gone"):
         RainLayerBank.load(tmp_path / "gone")
     (tmp_path / "input").mkdir()
     (tmp_path / "target").mkdir()

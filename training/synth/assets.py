@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from training.errors import DataError
-from training.image_files import list_images, read_image
+from training.image_files import list_images, list_pairs, read_image, read_pair
 from training.synth.common import gaussian_blur
 
 
@@ -82,16 +82,9 @@ class RainLayerBank:
     @classmethod
     def load(cls, folder: Path, fill_sigma: float = 8.0) -> RainLayerBank:
         folder = Path(folder)
-        if not (folder / "input").is_dir() or not (folder / "target").is_dir():
-            raise DataError(f"rain-layer pairs need input/ and target/ folders: {folder}")
         layers = []
-        for path in list_images(folder / "input", "rain-layer input"):
-            target_path = folder / "target" / path.name
-            if not target_path.is_file():
-                raise DataError(f"missing target for {path}: expected {target_path}")
-            rainy, clean = read_image(path, "RGB"), read_image(target_path, "RGB")
-            if rainy.shape != clean.shape:
-                raise DataError(f"size mismatch: {path} {rainy.shape} vs {target_path} {clean.shape}")
+        for paths in list_pairs(folder):
+            rainy, clean = read_pair(*paths)
             clipped = (rainy >= SATURATED).all(axis=-1)
             if clipped.mean() > MAX_SATURATED_SHARE:
                 continue
