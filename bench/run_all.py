@@ -2,8 +2,9 @@
 
 One export serves engine_speed, roofline and service_overhead, so all three measure the
 same weights. Quality runs only with a trained checkpoint (on random weights its numbers
-mean nothing). The GPU benchmark needs a GPU machine (`bash bench/gpu.sh`); its last
-result is quoted when bench/results/gpu.md exists.
+mean nothing), the flip ensemble on --bundle or else the shipped bundle. The GPU benchmark
+needs a GPU machine (`bash bench/gpu.sh`); its last result is quoted when bench/results/gpu.md
+exists.
 
 Run: python -m bench.run_all [--quick] [--checkpoint W | --bundle B [--checkpoint W]]
 (`make bench` runs it with --quick)
@@ -17,9 +18,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import engine_speed, quality, roofline, service_overhead
+from bench import engine_speed, flip_ensemble, quality, roofline, service_overhead
 from bench.common import (
     BUNDLE_WEIGHTS,
+    DEFAULT_BUNDLE,
     CpuWatch,
     Report,
     add_common_args,
@@ -30,7 +32,8 @@ from bench.common import (
     write_markdown,
 )
 
-STEPS = ("engine_speed", "roofline", "service_overhead", "quality")
+STEPS = ("engine_speed", "roofline", "service_overhead", "quality", "flip_ensemble")
+TRAINED_ONLY = ("quality", "flip_ensemble")  # random weights would say nothing about quality
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             )
 
-    speed = [name for name in only if name != "quality"]  # these share one exported model
+    speed = [name for name in only if name not in TRAINED_ONLY]  # these share one exported model
     with tempfile.TemporaryDirectory(prefix="tap-bench-") as tmp:
         if speed and args.bundle is None:
             print("exporting the model under test once for all benchmarks", flush=True)
@@ -105,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                     "0",
                 ]
             )
+    if "flip_ensemble" in only:
+        trained_bundle = args.bundle or DEFAULT_BUNDLE
+        step("flip_ensemble", lambda: flip_ensemble.main(common + ["--bundle", str(trained_bundle)]))
     gpu = args.out_dir / "gpu.md"
     gpu_note = (
         f"earlier run: {gpu.read_text().splitlines()[0].lstrip('# ')}"

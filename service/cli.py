@@ -45,7 +45,9 @@ async def _restore_local(pairs, args) -> int:
                 nonlocal failures
                 async with gate:
                     try:
-                        result = await pipeline.restore(src.read_bytes(), args.degradation, args.format, args.quality)
+                        result = await pipeline.restore(
+                            src.read_bytes(), args.degradation, args.format, args.quality, ensemble=args.ensemble
+                        )
                         dst.parent.mkdir(parents=True, exist_ok=True)
                         dst.write_bytes(result.data)
                         bar.set_postfix_str(f"{src.name}: {result.decision.label}")
@@ -65,6 +67,8 @@ def _restore_remote(pairs, args) -> int:
     params = {"degradation": args.degradation, "format": args.format}
     if args.quality:
         params["quality"] = args.quality
+    if args.ensemble is not None:
+        params["ensemble"] = str(args.ensemble).lower()
     failures = 0
     with httpx.Client(base_url=args.url.rstrip("/"), headers=headers, timeout=args.timeout) as client:
         for src, dst in tqdm(pairs, unit="img", desc="restore"):
@@ -129,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("--degradation", default="auto", help="auto (default) or a task name")
     restore.add_argument("--format", choices=sorted(SUFFIX), default="png")
     restore.add_argument("--quality", type=int, help="JPEG/WebP quality 1-100")
+    restore.add_argument(
+        "--ensemble",
+        action=argparse.BooleanOptionalAction,
+        help="also restore each mirror image and average (twice the work); default: the service's TAP_FLIP_ENSEMBLE",
+    )
     restore.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8000; default: in-process")
     restore.add_argument("--api-key", default=os.environ.get("TAP_API_KEY"), help="for --url (default $TAP_API_KEY)")
     restore.add_argument("--bundle", type=Path, help="in-process: bundle folder (overrides TAP_BUNDLE_PATH)")

@@ -52,7 +52,7 @@ BATCH_SIZE = Histogram("batch_size", "Tiles per backbone run.", namespace=NAMESP
 QUEUE_DEPTH = Gauge("queue_depth", "Tiles waiting for a batch (not yet running).", namespace=NAMESPACE)
 TILES_PER_REQUEST = Histogram(
     "tiles_per_request",
-    "Backbone work items per request (1 = sent whole).",
+    "Backbone work items per request (1 = sent whole; twice as many with the flip ensemble).",
     namespace=NAMESPACE,
     buckets=TILE_BUCKETS,
 )

@@ -33,6 +33,22 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
 
+def with_mirrors(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """(3, H, W) tiles, then their left-right mirror images: one batch for the flip ensemble."""
+    return parts + [np.ascontiguousarray(p[:, :, ::-1]) for p in parts]
+
+
+def merge_mirrors(outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Outputs of `with_mirrors` tiles -> each tile's mean of its own and its mirror's restoration.
+
+    The network is not exactly mirror-equivariant; averaging the two cancels part of each
+    pass's error (streaks that one pass leaves, the other often removes).
+    """
+    half = len(outputs) // 2
+    pairs = zip(outputs[:half], outputs[half:], strict=True)
+    return [(own + mirrored[:, :, ::-1]) * np.float32(0.5) for own, mirrored in pairs]
+
+
 class Pipeline:
     def __init__(self, engine: Engine, batcher: Batcher, settings: Settings) -> None:
         self.engine = engine
@@ -50,14 +66,19 @@ class Pipeline:
         fmt: str = "png",
         quality: int | None = None,
         started: float | None = None,
+        ensemble: bool | None = None,
     ) -> Restored:
-        """Raises UnknownDegradation, imaging.ImageError, QueueFull, DeadlineExceeded, InferenceError."""
+        """Raises UnknownDegradation, imaging.ImageError, QueueFull, DeadlineExceeded, InferenceError.
+
+        `ensemble` (None: the settings' `flip_ensemble`) restores every tile and its mirror image.
+        """
         s = self.settings
         started = time.perf_counter() if started is None else started
         deadline = started + s.request_timeout_s
+        ensemble = s.flip_ensemble if ensemble is None else ensemble
         decision = self.resolve(degradation)
         width, height = imaging.open_image(data, s.max_pixels).size  # header only: cheap refusals first
-        tiles = self.plan(height, width)
+        tiles = self.plan(height, width) * (2 if ensemble else 1)
         timings: dict[str, float] = {}
         with self.batcher.admit(tiles) as ticket:
             t0 = time.perf_counter()
@@ -75,7 +96,7 @@ class Pipeline:
                 rgb = decoded.rgb
             else:
                 metrics.TILES_PER_REQUEST.observe(tiles)
-                rgb = await self._process(decoded.rgb, decision, deadline, timings)
+                rgb = await self._process(decoded.rgb, decision, deadline, timings, ensemble)
                 ticket.release()
                 metrics.MEGAPIXELS_RESTORED.inc(decoded.width * decoded.height / 1e6)
         t0 = time.perf_counter()
@@ -104,8 +125,11 @@ class Pipeline:
                 )
         return tiling.count_tiles(height, width, s.tile_size, s.tile_overlap, align)
 
-    async def _process(self, rgb: np.ndarray, decision: Decision, deadline: float, timings: dict) -> np.ndarray:
-        """(H, W, 3) -> restored (H, W, 3): whole when it fits a tile, else tiled and blended."""
+    async def _process(
+        self, rgb: np.ndarray, decision: Decision, deadline: float, timings: dict, ensemble: bool = False
+    ) -> np.ndarray:
+        """(H, W, 3) -> restored (H, W, 3): whole when it fits a tile, else tiled and blended;
+        with `ensemble`, every tile's restoration is averaged with its mirror image's."""
         s = self.settings
         height, width, _ = rgb.shape
         prompt = self.engine.prompt_vector(decision.weights)
@@ -116,6 +140,8 @@ class Pipeline:
             parts, boxes = await asyncio.to_thread(tiling.split, chw, s.tile_size, s.tile_overlap, align)
         else:
             parts, boxes = [np.ascontiguousarray(chw)], [(0, 0)]
+        if ensemble:
+            parts = await asyncio.to_thread(with_mirrors, parts)
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             raise DeadlineExceeded("deadline passed before inference")
@@ -123,6 +149,8 @@ class Pipeline:
         timings["queue"] = _ms(job.queue_wait_s)
         timings["inference"] = _ms(job.inference_s)
         outputs = job.future.result()
+        if ensemble:
+            outputs = await asyncio.to_thread(merge_mirrors, outputs)
         if tiled:
             t0 = time.perf_counter()
             out = await asyncio.to_thread(tiling.untile, outputs, boxes, height, width, s.tile_overlap)

@@ -36,7 +36,9 @@ class RestoreResult(BaseModel):
     model_version: str
     width: int
     height: int
-    tiles: int = Field(description="Backbone work items: 1 when the image was sent whole, 0 when clean.")
+    tiles: int = Field(
+        description="Backbone work items: 1 when the image was sent whole, 0 when clean; doubled with `ensemble`."
+    )
 
     model_config = {
         "json_schema_extra": {
@@ -165,11 +167,20 @@ async def restore(
     degradation_form: Annotated[str, Form(alias="degradation", max_length=64, examples=["auto", "rain"])] = None,
     format_form: Annotated[OutputFormat, Form(alias="format")] = None,
     quality_form: Annotated[int, Form(alias="quality", ge=1, le=100)] = None,
+    ensemble_form: Annotated[bool, Form(alias="ensemble")] = None,
     degradation_query: Annotated[
         str, Query(alias="degradation", max_length=64, description="'auto' (default) or a task name.")
     ] = None,
     format_query: Annotated[OutputFormat, Query(alias="format", description="Overrides Accept.")] = None,
     quality_query: Annotated[int, Query(alias="quality", ge=1, le=100, description="JPEG/WebP.")] = None,
+    ensemble_query: Annotated[
+        bool,
+        Query(
+            alias="ensemble",
+            description="Also restore the mirror image and average the two: a little better, twice the work. "
+            "Absent: the service's TAP_FLIP_ENSEMBLE (default false).",
+        ),
+    ] = None,
     accept: Annotated[str, Header(description="image/png, image/jpeg, image/webp or application/json")] = None,
 ) -> Response:
     """Restore one photo. `degradation=auto` lets the classifier choose: a confidently clean
@@ -179,12 +190,13 @@ async def restore(
     degradation = degradation_form or degradation_query or AUTO
     as_json, fmt = negotiate(accept, format_form or format_query)
     quality = quality_form or quality_query
+    ensemble = ensemble_form if ensemble_form is not None else ensemble_query
     engine = pipeline.engine
     try:
         pipeline.resolve(degradation)
         request.state.degradation_label = degradation
         data = await image.read()
-        result = await pipeline.restore(data, degradation, fmt, quality, started)
+        result = await pipeline.restore(data, degradation, fmt, quality, started, ensemble)
     except UnknownDegradation as exc:
         raise ApiError(422, "unknown_degradation", str(exc), reason="bad_request") from exc
     except imaging.ImageTooLarge as exc:

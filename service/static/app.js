@@ -22,7 +22,7 @@ const CODE_TITLES = { bad_image: "This image looks damaged or empty", unknown_de
 const $ = (id) => document.getElementById(id);
 const ui = {
   form: $("restore-form"), inputs: $("inputs"), drop: $("drop"), file: $("file"), thumb: $("thumb"),
-  dropTitle: $("drop-title"), dropHint: $("drop-hint"), degradation: $("degradation"), submit: $("submit"),
+  dropTitle: $("drop-title"), dropHint: $("drop-hint"), degradation: $("degradation"), ensemble: $("ensemble"), submit: $("submit"),
   keyBox: $("key-box"), apiKey: $("api-key"), progress: $("progress"), uploadBar: $("upload-bar"),
   progressText: $("progress-text"), status: $("status"), error: $("error"), errorTitle: $("error-title"),
   errorDetail: $("error-detail"), result: $("result"), compare: $("compare"), before: $("before"),
@@ -192,6 +192,7 @@ function restore(event) {
   const body = new FormData();
   body.append("image", state.file, state.file.name);
   body.append("degradation", ui.degradation.value);
+  body.append("ensemble", ui.ensemble.checked ? "true" : "false");
   body.append("format", fmt);
 
   const xhr = new XMLHttpRequest();

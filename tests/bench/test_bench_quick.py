@@ -122,3 +122,23 @@ def test_classifier_view_bench_times_both_views(tiny: list[str], tmp_path: Path)
     assert [(r[0], r[1]) for r in rows] == [("0.3 MP", str(3 * 4)), ("1 MP", str(3 * 4))]
     assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
     assert "patch view costs up to" in report.headlines[0]
+
+
+def test_flip_ensemble_bench_scores_both_modes_through_the_service(tiny: list[str], tmp_path: Path) -> None:
+    from bench import flip_ensemble
+    from bench.common import SHARED_DATA
+
+    if not (SHARED_DATA / "validation" / "rain100h").is_dir():
+        pytest.skip(f"no validation data under {SHARED_DATA}")
+    report = flip_ensemble.main(["--bundle", tiny[1], "--quick", "--threads", "1", "--out-dir", str(tmp_path)])
+    header, rows = table(report.path.read_text(), "set")
+    assert header == ["set", "images", "one pass", "flip ensemble", "gain (dB)", "time"]
+    names = [r[0] for r in rows]
+    assert names[:2] == ["rain100h-dev", "sots-indoor-dev"] and names[2:] == [
+        f"synthetic {t}" for t in ("rain", "raindrop", "haze", "snow")
+    ]
+    for _, images, one, both, gain, ratio in rows:
+        assert int(images) in (2, 4)
+        psnr_one, psnr_both = float(one.split(" / ")[0]), float(both.split(" / ")[0])
+        assert float(gain) == pytest.approx(psnr_both - psnr_one, abs=0.011)
+        assert float(ratio.rstrip("x")) > 0

@@ -175,6 +175,18 @@ def test_restore_compare_and_download(browser, ui_server, downloads, tmp_path):
         write_screenshot(browser)
 
 
+def test_best_quality_box_asks_for_the_flip_ensemble(browser, ui_server, tmp_path):
+    photo = tmp_path / "small-rain.png"
+    photo.write_bytes(rainy_city(48, 64))  # one tile, so its mirror makes two work items
+    open_page(browser, ui_server)
+    before = ui_server.metric("tap_tiles_per_request_sum")
+    browser.find_element("id", "ensemble").click()
+    upload(browser, photo, "rain")
+    wait_for_result(browser)
+    assert ui_server.metric("tap_tiles_per_request_sum") == before + 2
+    assert not js_errors(browser)
+
+
 def test_a_text_file_gets_a_readable_error(browser, ui_server, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("this is not a photo\n")

@@ -173,6 +173,53 @@ def test_tiled_output_matches_the_whole_image(server, tiny_bundle):
     assert diff.mean() < 0.5 / 255
 
 
+def _restore_json(srv, rgb: np.ndarray, **fields) -> tuple[np.ndarray, dict]:
+    r = srv.restore(encode(rgb), degradation="rain", headers={"Accept": "application/json"}, **fields)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return np.asarray(decode(base64.b64decode(body["image_base64"])), np.float32) / 255, body
+
+
+def test_flip_ensemble_averages_the_photo_and_its_mirror(server, tiny_bundle):
+    """ensemble=true: mean of f(x) and mirror(f(mirror(x))), one backbone item each, so the
+    reply is exactly as mirror-symmetric as that mean is."""
+    rgb = scene(48, 64, seed=3)  # fits one 64-px tile
+    plain, body_plain = _restore_json(server, rgb)
+    both, body_both = _restore_json(server, rgb, ensemble="true")
+    assert (body_plain["tiles"], body_both["tiles"]) == (1, 2)
+    session = ort.InferenceSession(str(tiny_bundle / "backbone.onnx"), providers=["CPUExecutionProvider"])
+    prompt = np.load(tiny_bundle / "prompts" / "rain.npy")[None]
+    x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None]
+    own = session.run(None, {"image": x, "prompt": prompt})[0][0]
+    mirrored = session.run(None, {"image": np.ascontiguousarray(x[..., ::-1]), "prompt": prompt})[0][0][..., ::-1]
+    expected = np.round(np.clip((own + mirrored) / 2, 0, 1).transpose(1, 2, 0) * 255) / 255
+    assert np.abs(both - expected).max() <= 1 / 255 + 1e-6  # the 8-bit rounding of the mean
+    assert np.abs(both - plain).max() > 2 / 255  # the untrained network is far from mirror-equivariant
+    mirror_of_reply, _ = _restore_json(server, np.ascontiguousarray(rgb[:, ::-1]), ensemble="true")
+    assert np.abs(mirror_of_reply[:, ::-1] - both).max() <= 1 / 255 + 1e-6
+
+
+def test_flip_ensemble_doubles_the_tiles_and_keeps_tiling(server):
+    rgb = scene(100, 120, seed=4)  # 2 x 3 tiles of 64 px, 16 px overlap
+    plain, body_plain = _restore_json(server, rgb)
+    both, body_both = _restore_json(server, rgb, ensemble="true")
+    assert body_plain["tiles"] == 6 and body_both["tiles"] == 12
+    assert both.shape == plain.shape == (100, 120, 3)
+    assert np.abs(both - plain).mean() < 0.1  # the same photo, restored a little differently
+
+
+def test_flip_ensemble_default_comes_from_settings_and_a_request_overrides_it(start_server, tiny_bundle):
+    srv = start_server(tiny_bundle, flip_ensemble=True)
+    rgb = scene(48, 48, seed=5)
+    assert _restore_json(srv, rgb)[1]["tiles"] == 2
+    assert _restore_json(srv, rgb, ensemble="false")[1]["tiles"] == 1
+    r = srv.client.post(
+        "/restore", params={"degradation": "rain", "ensemble": "false"}, files={"image": ("a.png", encode(rgb))}
+    )
+    assert r.status_code == 200 and r.headers["x-degradation"] == "rain"
+    assert_error(srv.restore(encode(rgb), degradation="rain", ensemble="maybe"), 422, "bad_request")
+
+
 def _batch_counts(srv) -> tuple[float, float]:
     return srv.metric("tap_batch_size_count"), srv.metric("tap_batch_size_bucket", le="1.0")
 

@@ -35,6 +35,14 @@ def test_restore_files_against_a_server(photos, server, tmp_path):
     assert Image.open(out / "a.jpg").format == "JPEG"
 
 
+def test_ensemble_flag_reaches_the_server(photos, server, tmp_path):
+    before = server.metric("tap_tiles_per_request_sum")
+    argv = ["restore", str(photos / "a.png"), "-o", str(tmp_path / "out"), "--url", server.url, "--degradation", "rain"]
+    code = main([*argv, "--ensemble"])
+    assert code == 0
+    assert server.metric("tap_tiles_per_request_sum") == before + 2  # the photo and its mirror
+
+
 def test_a_bad_file_fails_alone(photos, server, tmp_path):
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     code = main(["restore", str(photos), "-o", str(tmp_path / "out"), "--url", server.url])
