@@ -142,3 +142,10 @@ def test_flip_ensemble_bench_scores_both_modes_through_the_service(tiny: list[st
         psnr_one, psnr_both = float(one.split(" / ")[0]), float(both.split(" / ")[0])
         assert float(gain) == pytest.approx(psnr_both - psnr_one, abs=0.011)
         assert float(ratio.rstrip("x")) > 0
+    header, alternatives = table(report.path.read_text(), "ensemble")
+    assert header == ["ensemble", "rain100h-dev", "sots-indoor-dev"]
+    assert [r[0] for r in alternatives] == list(flip_ensemble.ALTERNATIVES)
+    for column in (1, 2):  # the bare engine agrees with the service's pipeline on what both offer
+        one, both = (float(rows[column - 1][k].split(" / ")[0]) for k in (2, 3))
+        assert float(alternatives[0][column]) == pytest.approx(one, abs=0.011)
+        assert float(alternatives[1][column]) == pytest.approx(both, abs=0.011)
