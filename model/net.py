@@ -9,6 +9,7 @@ from torch import nn
 from model.blocks import BilinearUpsample, Downsample, NAFBlock, ShuffleUpsample, stage
 from model.encoder import DegradationEncoder, TaskKeys, encoder_views
 from model.prompts import PromptBank
+from service.auto_rule import AutoRule
 from service.classifier_view import LONGER_SIDE, SQUARE, ClassifierView
 
 CLEAN_CLASS = "clean"
@@ -39,11 +40,18 @@ class NetConfig:
     classifier_view: str = LONGER_SIDE
     classifier_size: int = 768
     classifier_max_side: int = 1024
+    # Auto mode's calibration (tap-train calibrate): the photo-level temperature and the rule's
+    # thresholds (service.auto_rule.AutoRule); the defaults are those of uncalibrated bundles.
+    classifier_temperature: float = 1.0
+    auto_clean_threshold: float = 0.6
+    auto_min_weather_prob: float = 0.0
+    auto_mixture_min_prob: float = 0.3
+    auto_mixture_margin: float = 0.2
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch}; this code builds {ARCHITECTURES}")
-        ClassifierView(self.classifier_view, self.classifier_size, self.classifier_max_side)  # raises on a bad view
+        _ = self.view, self.auto_rule  # raise on a bad view or rule
 
     @property
     def pad_multiple(self) -> int:
@@ -65,7 +73,15 @@ class NetConfig:
 
     @property
     def view(self) -> ClassifierView:
-        return ClassifierView(self.classifier_view, self.classifier_size, self.classifier_max_side)
+        return ClassifierView(
+            self.classifier_view, self.classifier_size, self.classifier_max_side, self.classifier_temperature
+        )
+
+    @property
+    def auto_rule(self) -> AutoRule:
+        return AutoRule(
+            self.auto_clean_threshold, self.auto_min_weather_prob, self.auto_mixture_min_prob, self.auto_mixture_margin
+        )
 
 
 NET_VARIANTS: dict[str, NetConfig] = {

@@ -24,12 +24,15 @@ class ClassifierView:
     mode: str = LONGER_SIDE
     size: int = 768
     max_side: int = 1024  # patches only: photos larger than this are shrunk to it first
+    temperature: float = 1.0  # calibration: the pooled log-probabilities are divided by it
 
     def __post_init__(self) -> None:
         if self.mode not in VIEW_MODES:
             raise ValueError(f"unknown classifier view {self.mode!r}; known: {', '.join(VIEW_MODES)}")
         if self.size < 16:
             raise ValueError(f"classifier view size must be >= 16, got {self.size}")
+        if not self.temperature > 0:
+            raise ValueError(f"classifier temperature must be > 0, got {self.temperature}")
         if self.mode == PATCHES and self.max_side < self.size:
             raise ValueError(f"classifier max_side ({self.max_side}) must be >= the patch size ({self.size})")
 
@@ -55,14 +58,18 @@ class ClassifierView:
         return [(int(t), int(left), side, side) for t in tops for left in lefts]
 
     @staticmethod
-    def pool(logits: np.ndarray) -> np.ndarray:
-        """Class probabilities of a photo from its views' logits (N, C): the renormalised
-        geometric mean of the views' probabilities (a softmax for one view)."""
+    def mean_log_probs(logits: np.ndarray) -> np.ndarray:
+        """(C,) the mean over a photo's views (N, C) of their class log-probabilities."""
         z = np.asarray(logits, np.float64)
         z = z - z.max(axis=1, keepdims=True)
-        log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        mean = log_probs.mean(axis=0)
-        p = np.exp(mean - mean.max())
+        return (z - np.log(np.exp(z).sum(axis=1, keepdims=True))).mean(axis=0)
+
+    def pool(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities of a photo from its views' logits (N, C): the
+        renormalised geometric mean of the views' probabilities (a softmax for one view),
+        sharpened or softened by the calibration temperature."""
+        scaled = self.mean_log_probs(logits) / self.temperature
+        p = np.exp(scaled - scaled.max())
         return p / p.sum()
 
     @classmethod
@@ -72,4 +79,5 @@ class ClassifierView:
             manifest.get("classifier_view", SQUARE),
             int(manifest.get("classifier_input_size", 128)),
             int(manifest.get("classifier_max_side", cls.max_side)),
+            float(manifest.get("classifier_temperature", 1.0)),
         )

@@ -1,4 +1,4 @@
-"""onnxruntime sessions, execution providers, prompt vectors and the auto-mode decision.
+"""onnxruntime sessions, execution providers, prompt vectors and auto mode (classify, then the bundle's rule).
 
 One backbone session serves every task: the prompt vector is an input, so a batch may mix
 tasks and a mixture of prompts is a valid prompt. Prompts are re-read when the bundle's
@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from service import metrics
+from service.auto_rule import CLEAN, AutoRule, Decision
 from service.bundle import MANIFEST, TASK_NAME, Bundle, BundleError, load_bundle, load_prompts
 from service.classifier_view import ClassifierView
 from service.settings import Settings
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
-CLEAN = "clean"
 AUTO = "auto"
 CUDA_OPTIONS = {
     "cudnn_conv_algo_search": "HEURISTIC",  # EXHAUSTIVE re-benchmarks every new shape
@@ -36,48 +35,6 @@ CUDA_OPTIONS = {
 
 class UnknownDegradation(LookupError):
     """A degradation name that is malformed or has no prompt in the bundle."""
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to run: prompt weights per task (empty = return the photo untouched)."""
-
-    label: str  # "rain", "clean", "rain+haze"
-    weights: dict[str, float] = field(default_factory=dict)
-    confidence: float | None = None  # auto mode only
-    probabilities: dict[str, float] | None = None  # auto mode only
-
-    @property
-    def clean(self) -> bool:
-        return not self.weights
-
-    @property
-    def mixture(self) -> dict[str, float] | None:
-        return dict(self.weights) if len(self.weights) > 1 else None
-
-
-def decide(probabilities: dict[str, float], tasks: list[str], settings: Settings) -> Decision:
-    """The auto-mode rule, over the classifier's classes that have a prompt (`tasks`).
-
-    1. p(clean) >= clean_threshold -> clean (photo returned untouched).
-    2. Rank the weathers; if the runner-up has p >= mixture_min_prob and trails the top one
-       by <= mixture_margin -> mixture of both, weights renormalized to sum to 1.
-    3. Otherwise the top weather.
-    """
-    p_clean = probabilities.get(CLEAN, 0.0)
-    if p_clean >= settings.clean_threshold or not tasks:
-        return Decision(CLEAN, {}, p_clean, probabilities)
-    ranked = sorted(tasks, key=lambda t: probabilities[t], reverse=True)
-    top = ranked[0]
-    p_top = probabilities[top]
-    if len(ranked) > 1:
-        second = ranked[1]
-        p_second = probabilities[second]
-        if p_second >= settings.mixture_min_prob and p_top - p_second <= settings.mixture_margin:
-            total = p_top + p_second
-            weights = {top: p_top / total, second: p_second / total}
-            return Decision(f"{top}+{second}", weights, total, probabilities)
-    return Decision(top, {top: 1.0}, p_top, probabilities)
 
 
 def _cuda_possible() -> bool:
@@ -110,6 +67,13 @@ class Engine:
         self.classes = self.bundle.classes
         self.pad_multiple = int(manifest.get("pad_multiple", 1))
         self.classifier_view = ClassifierView.from_manifest(manifest)
+        # The rule the classifier was calibrated for; a setting left unset keeps the bundle's value.
+        self.auto_rule = AutoRule.from_dict(manifest.get("auto_rule")).overridden(
+            clean_threshold=settings.clean_threshold,
+            min_weather_prob=settings.min_weather_prob,
+            mixture_min_prob=settings.mixture_min_prob,
+            mixture_margin=settings.mixture_margin,
+        )
         if settings.tile_size - settings.tile_overlap < self.pad_multiple:
             raise ValueError(f"tile_size - tile_overlap must be >= the bundle's pad_multiple {self.pad_multiple}")
         if settings.precision == "fp16":
@@ -222,7 +186,7 @@ class Engine:
         return {c: float(p) for c, p in zip(self.classes, probs, strict=True)}
 
     def decide(self, probabilities: dict[str, float]) -> Decision:
-        return decide(probabilities, self.auto_tasks, self.settings)
+        return self.auto_rule.decide(probabilities, self.auto_tasks)
 
     def warmup(self) -> None:
         """Run the shapes production sees once, so the first request doesn't pay for it."""

@@ -39,12 +39,14 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0)  # 0 = onnxruntime's default (all physical cores)
     inter_op_threads: int = Field(1, ge=0)
 
-    # Auto mode (see engine.decide): clean when p(clean) >= clean_threshold; a mixture of the
-    # two likeliest weathers when the runner-up has >= mixture_min_prob and trails the top
-    # one by <= mixture_margin. mixture_margin < 0 disables mixtures.
-    clean_threshold: float = Field(0.6, ge=0, le=1)
-    mixture_min_prob: float = Field(0.3, ge=0, le=1)
-    mixture_margin: float = Field(0.2, le=1)
+    # Auto mode (service.auto_rule): clean when p(clean) >= clean_threshold or the likeliest
+    # weather has p < min_weather_prob; a mixture of the two likeliest weathers when the
+    # runner-up has >= mixture_min_prob and trails the top one by <= mixture_margin
+    # (mixture_margin < 0 disables mixtures). Unset: the bundle's calibrated rule.
+    clean_threshold: float | None = Field(None, ge=0, le=1)
+    min_weather_prob: float | None = Field(None, ge=0, le=1)
+    mixture_min_prob: float | None = Field(None, ge=0, le=1)
+    mixture_margin: float | None = Field(None, le=1)
 
     api_key: SecretStr | None = None  # when set, X-API-Key is required on restore and admin routes
     cors_origins: Annotated[list[str], NoDecode] = []  # comma-separated or JSON list

@@ -112,9 +112,15 @@ def cmd_prompt_tune(args: argparse.Namespace) -> None:
 
 
 def cmd_tune_classifier(args: argparse.Namespace) -> None:
+    from training.classifier_bank import tune_classifier_bank
     from training.loops import tune_classifier
 
-    tune_classifier(_config(args), Path(args.out), resume=args.resume)
+    cfg = _config(args)
+    if cfg.classifier.bank_size > 0:
+        c = cfg.classifier
+        tune_classifier_bank(cfg, Path(args.out), c.bank_size, c.frozen_levels, c.bank_epochs, cfg.data.batch_size)
+    else:
+        tune_classifier(cfg, Path(args.out), resume=args.resume)
 
 
 def cmd_add_task(args: argparse.Namespace) -> None:
@@ -163,6 +169,32 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print((Path(args.out) / "report.md").read_text())
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from model.checkpoint import load_model, save_weights
+    from training.auto_mode import calibrate, weather_photo_scores
+
+    model, extra = load_model(Path(args.checkpoint))
+    model, report = calibrate(model, weather_photo_scores(model, Path(args.weather_photos), "dev"))
+    out = Path(args.out)
+    save_weights(model, out / "model.safetensors", extra | {"calibration": report})
+    (out / "calibration.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+def cmd_auto_mode(args: argparse.Namespace) -> None:
+    from model.checkpoint import load_model
+    from training.auto_mode import auto_mode_report
+
+    report = auto_mode_report(load_model(Path(args.checkpoint))[0], _path(args.weather_photos), _path(args.real))
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report + "\n")
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -283,6 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="auto mode: fit the temperature and the rule's thresholds on real photos")
+    p.add_argument("checkpoint", help="model.safetensors whose classifier to calibrate")
+    p.add_argument("--weather-photos", required=True, help="weather-photos folder (its dev split is used)")
+    p.add_argument("--out", required=True, help="run folder for the calibrated model.safetensors")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("auto-mode", help="auto mode's confusion matrices on real photos, as the service decides")
+    p.add_argument("checkpoint")
+    p.add_argument("--weather-photos", help="weather-photos folder (its dev split is used)")
+    p.add_argument("--real", help="real weather photos, one subfolder per weather")
+    p.add_argument("--out", help="also write the Markdown here")
+    p.set_defaults(func=cmd_auto_mode)
 
     p = sub.add_parser("compare", help="side-by-side table of several evaluate results")
     p.add_argument("runs", nargs="+", help="label=path/to/metrics.json")

@@ -54,6 +54,13 @@ class DataConfig:
     jpeg_prob: float = 0.0
     jpeg_quality_min: int = 40
     jpeg_quality_max: int = 95
+    # Real photos labelled by weather (training/weather_photos.py; its train split only), for the
+    # auto-mode classifier: `rain/`, `fog/` (haze), `clear/` and `snow-scene/` (clean). Each folder is
+    # drawn equally often; a clean-labelled photo gets synthetic weather with probability
+    # weather_photos_synthetic_prob (falling snow over lying snow, drops over a sky). "" or weight 0: off.
+    weather_photos_dir: str = ""
+    weather_photos_weight: float = 0.0
+    weather_photos_synthetic_prob: float = 0.0
 
 
 @dataclass
@@ -110,6 +117,12 @@ class ClassifierConfig:
     max_shrink: float = 2.0
     visible_psnr: float = 30.0
     encoder_blocks: tuple[int, ...] = ()
+    # bank_size > 0: train on a bank of that many views drawn once (training/classifier_bank.py),
+    # the encoder's first `frozen_levels` levels frozen and run once, for `bank_epochs` passes at
+    # data.batch_size; `steps` is then unused.
+    bank_size: int = 0
+    frozen_levels: int = 2
+    bank_epochs: float = 10.0
 
 
 @dataclass

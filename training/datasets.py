@@ -6,6 +6,7 @@
 - ListFile: AllWeather-style lists (one input path a line; target path derived).
 - DepthHaze: RESIDE-style haze on indoor photos with their real depth maps.
 - RainOnPhotos: the rain of real additive-rain pairs added onto the clean training photos.
+- LabelledPhotos: real photos labelled by weather, without clean references (auto-mode classifier).
 - WeightedMix: draws each item from one of those sources with a configured probability, and
   saves a configured share of the inputs as JPEG (synth/camera.py).
 `task` indexes the class list: the tasks, then `clean` last.
@@ -28,6 +29,7 @@ from training.synth.assets import DepthBank, RainLayerBank, StreakBank
 from training.synth.camera import check_quality, jpeg
 from training.synth.common import resize_bilinear
 from training.synth.v2.haze import depth_haze
+from training.weather_photos import FOLDER_CLASS, labelled_photos
 
 DEPTH_BORDER = 10  # NYU frames carry a ~10 px invalid border (image pixels); SOTS crops it too
 DEPTH_SCALE = 10.0 / 255  # rgbd-indoor depth PNG value -> metres (only the ratio to the max matters)
@@ -280,6 +282,41 @@ class RainOnPhotos:
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index}
 
 
+class LabelledPhotos:
+    """Random crops of real photos labelled by weather (the weather-photos train split), each
+    folder drawn equally often. No clean reference exists, so lq == gt and the label is the
+    folder's (ClassifierStep relabels only items whose lq differs from gt). With probability
+    `synthetic_prob` a clean-labelled crop gets synthetic weather of a random task (gt stays the
+    crop): falling snow over lying snow, drops over real skies."""
+
+    def __init__(
+        self,
+        root: Path,
+        tasks: Sequence[str],
+        crop: int,
+        generators: Mapping[str, synth.WeatherFn],
+        synthetic_prob: float = 0.0,
+        severity: tuple[float, float] = (0.1, 1.0),
+    ) -> None:
+        classes = [*tasks, "clean"]
+        missing = sorted({FOLDER_CLASS[f] for f in FOLDER_CLASS} - set(classes))
+        if missing:
+            raise DataError(f"weather-photos labels {missing} are not classes of this model ({classes})")
+        photos = labelled_photos(Path(root), "train")
+        self.folders = [(classes.index(FOLDER_CLASS[f]), [read_rgb(p) for p in paths]) for f, paths in photos.items()]
+        self.tasks, self.crop, self.generators = list(tasks), crop, generators
+        self.synthetic_prob, self.severity = synthetic_prob, severity
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        label, images = self.folders[int(rng.integers(len(self.folders)))]
+        gt = random_photo_crop(images, self.crop, rng)
+        if label == len(self.tasks) and rng.random() < self.synthetic_prob:
+            task = int(rng.integers(len(self.tasks)))
+            lq = synth.apply(self.tasks[task], gt, rng, float(rng.uniform(*self.severity)), self.generators)
+            return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": task}
+        return {"lq": to_tensor(gt), "gt": to_tensor(gt), "task": label}
+
+
 class Source(Protocol):
     def sample(self, rng: np.random.Generator) -> dict: ...
 
@@ -372,6 +409,15 @@ def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: 
         )
     if d.rain_layers_dir and "rain" in tasks:
         add(d.rain_layer_weight, lambda: rain_on_photos(d, tasks, synthetic))
+    if d.weather_photos_dir:
+        generators = synthetic.generators if synthetic is not None else synth.generators(d.synth_version)
+        severity = (d.severity_min, d.severity_max)
+        add(
+            d.weather_photos_weight,
+            lambda: LabelledPhotos(
+                Path(d.weather_photos_dir), tasks, d.crop, generators, d.weather_photos_synthetic_prob, severity
+            ),
+        )
     real = [entry for entry in d.real_pairs if entry.partition("=")[0] in tasks]  # add-task models may lack one
     real_weights = [w for entry, w in zip(d.real_pairs, d.real_pair_weights, strict=True) if entry in real]
     for (index, path), weight in zip(parse_sources(real, tasks), real_weights, strict=True):

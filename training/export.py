@@ -178,6 +178,8 @@ def export_bundle(
         "classifier_input_size": model.cfg.classifier_size,
         "classifier_view": model.cfg.classifier_view,
         "classifier_max_side": model.cfg.classifier_max_side,
+        "classifier_temperature": model.cfg.classifier_temperature,
+        "auto_rule": model.cfg.auto_rule.to_dict(),
         "backbone": {
             "file": "backbone.onnx",
             "inputs": {"image": [n, 3, "H", "W"], "prompt": [n, d]},

@@ -162,8 +162,11 @@ def classifier_views(lq: torch.Tensor, gt: torch.Tensor, view: ClassifierConfig)
 
 
 def invisible_weather(lq: torch.Tensor, gt: torch.Tensor, visible_psnr: float) -> torch.Tensor:
-    """(N,) True where a view is within visible_psnr dB of its clean view."""
-    return image_psnr(lq.float(), gt.float()) >= visible_psnr
+    """(N,) True where a weather view is within visible_psnr dB of its clean view. Views equal to
+    their "clean" view are not: they are clean crops (already labelled so) or real photos without
+    a clean reference (LabelledPhotos), whose label stands."""
+    changed = (lq != gt).flatten(1).any(1)
+    return changed & (image_psnr(lq.float(), gt.float()) >= visible_psnr)
 
 
 class ClassifierStep(nn.Module):

@@ -1,8 +1,8 @@
 """Real weather photos without ground truth: auto-mode accuracy and the stride-grid score.
 
 A folder of real photos has one subfolder per weather (`rain/`, `snow/`, ...; `clean/` too):
-the folder name is the label. Auto mode decides as the service does (`service.engine.decide`,
-default thresholds), so a mixture that contains the labelled weather counts as right. The grid
+the folder name is the label. Auto mode decides as the service does (`service.auto_rule`, with
+the checkpoint's calibrated rule), so a mixture that contains the labelled weather counts as right. The grid
 score (`training.metrics.grid_score`) is measured on the input and on both outputs (the
 labelled weather's prompt, and auto mode's decision), at full resolution unless `size` is set.
 """
@@ -16,8 +16,6 @@ import torch
 from PIL import Image
 
 from model.net import CLEAN_CLASS, TAPNet
-from service.engine import decide
-from service.settings import Settings
 from training.datasets import DataError, list_images, read_rgb, to_tensor
 from training.image_files import fit_longer_side
 from training.metrics import grid_score, quantize
@@ -49,10 +47,10 @@ def real_folders(root: Path, classes: list[str]) -> dict[str, list[Path]]:
 
 
 @torch.no_grad()
-def auto_decision(model: TAPNet, x: torch.Tensor, settings: Settings) -> tuple[str, dict[str, float]]:
+def auto_decision(model: TAPNet, x: torch.Tensor) -> tuple[str, dict[str, float]]:
     """The service's auto-mode decision for one (1, 3, H, W) image: (label, prompt weights)."""
     probs = model.photo_probabilities(x).tolist()
-    decision = decide(dict(zip(model.classes, probs, strict=True)), model.tasks, settings)
+    decision = model.cfg.auto_rule.decide(dict(zip(model.classes, probs, strict=True)), model.tasks)
     return decision.label, decision.weights
 
 
@@ -76,14 +74,13 @@ def save_preview(path: Path, panels: list[np.ndarray]) -> None:
 def evaluate_real(model: TAPNet, root: Path, size: int = 0, preview_dir: Path | None = None) -> dict:
     """Auto-mode accuracy and grid scores per folder and over all photos."""
     model.eval()
-    settings = Settings()
     device = next(model.parameters()).device
     photos: list[RealPhoto] = []
     for label, paths in real_folders(root, model.classes).items():
         for path in paths:
             rgb = fit_longer_side(read_rgb(path), size)
             x = to_tensor(rgb)[None].to(device)
-            decision, weights = auto_decision(model, x, settings)
+            decision, weights = auto_decision(model, x)
             given = rgb if label == CLEAN_CLASS else restore_with(model, x, {label: 1.0})
             auto = given if weights == {label: 1.0} else restore_with(model, x, weights)
             hit = (decision == CLEAN_CLASS) if label == CLEAN_CLASS else label in weights
@@ -99,12 +96,11 @@ def evaluate_real(model: TAPNet, root: Path, size: int = 0, preview_dir: Path | 
 def clean_untouched(model: TAPNet, paths: list[Path], size: int = 0) -> dict:
     """Whole clean photos through auto mode's rule: how many the service would return untouched."""
     model.eval()
-    settings = Settings()
     device = next(model.parameters()).device
     decisions: dict[str, int] = {}
     for path in paths:
         x = to_tensor(fit_longer_side(read_rgb(path), size))[None].to(device)
-        label, _ = auto_decision(model, x, settings)
+        label, _ = auto_decision(model, x)
         decisions[label] = decisions.get(label, 0) + 1
     return {"n": len(paths), "untouched": decisions.get(CLEAN_CLASS, 0), "decisions": decisions}
 

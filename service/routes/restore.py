@@ -32,6 +32,7 @@ class RestoreResult(BaseModel):
     confidence: float | None = Field(description="Auto mode: probability of the decision (sum for a mixture).")
     probabilities: dict[str, float] | None = Field(description="Auto mode: classifier probability per class.")
     mixture: dict[str, float] | None = Field(description="Prompt weights when a mixture was used.")
+    reason: str | None = Field(None, description="Auto mode: why it decided so, in one line (why untouched, say).")
     timings_ms: dict[str, float]
     model_version: str
     width: int
@@ -51,6 +52,7 @@ class RestoreResult(BaseModel):
                     "confidence": 0.82,
                     "probabilities": {"rain": 0.45, "raindrop": 0.05, "haze": 0.37, "snow": 0.03, "clean": 0.10},
                     "mixture": {"rain": 0.55, "haze": 0.45},
+                    "reason": "rain (p = 0.45) and haze (p = 0.37) are both likely",
                     "timings_ms": {
                         "decode": 4.1,
                         "classify": 2.0,
@@ -76,9 +78,13 @@ class TaskInfo(BaseModel):
 
 
 class AutoSettings(BaseModel):
+    """The auto-mode rule in force: the bundle's calibrated rule, with any settings overrides."""
+
     clean_threshold: float
+    min_weather_prob: float
     mixture_min_prob: float
     mixture_margin: float
+    temperature: float = Field(description="Calibration temperature of the classifier's pooled log-probabilities.")
 
 
 class Degradations(BaseModel):
@@ -129,6 +135,8 @@ def _headers(result: Restored, model_version: str) -> dict[str, str]:
     }
     if decision.confidence is not None:
         headers["X-Degradation-Confidence"] = f"{decision.confidence:.4f}"
+    if decision.reason:
+        headers["X-Degradation-Reason"] = decision.reason
     if decision.mixture:
         headers["X-Degradation-Mixture"] = ",".join(f"{t}={w:.4f}" for t, w in decision.mixture.items())
     return headers
@@ -221,6 +229,7 @@ async def restore(
             confidence=result.decision.confidence,
             probabilities=result.decision.probabilities,
             mixture=result.decision.mixture,
+            reason=result.decision.reason or None,
             timings_ms=result.timings_ms,
             model_version=engine.model_version,
             width=result.width,
@@ -232,7 +241,7 @@ async def restore(
 
 
 @router.get("/v1/degradations", summary="Tasks this model can remove", response_model=Degradations)
-async def degradations(engine: EngineDep, settings: SettingsDep) -> Degradations:
+async def degradations(engine: EngineDep) -> Degradations:
     engine.refresh_prompts()
     prompts = engine.prompts  # one snapshot: a reload swaps the whole dict
     auto = set(engine.auto_tasks)
@@ -242,9 +251,5 @@ async def degradations(engine: EngineDep, settings: SettingsDep) -> Degradations
         tasks=[TaskInfo(name=t, prompt_dim=int(prompts[t].size), auto=t in auto) for t in sorted(prompts)],
         classes=engine.classes,
         unavailable=sorted(engine.prompt_errors),
-        auto=AutoSettings(
-            clean_threshold=settings.clean_threshold,
-            mixture_min_prob=settings.mixture_min_prob,
-            mixture_margin=settings.mixture_margin,
-        ),
+        auto=AutoSettings(**engine.auto_rule.to_dict(), temperature=engine.classifier_view.temperature),
     )

@@ -28,6 +28,7 @@ const ui = {
   errorDetail: $("error-detail"), result: $("result"), compare: $("compare"), before: $("before"),
   after: $("after"), divider: $("divider"), beforeMissing: $("before-missing"), weatherLabel: $("weather-label"),
   weather: $("weather"), confidenceFact: $("confidence-fact"), confidence: $("confidence"), mixtureFact: $("mixture-fact"), mixture: $("mixture"),
+  reasonFact: $("reason-fact"), reason: $("reason"),
   timing: $("timing"), roundTrip: $("round-trip"), scores: $("scores"), scoreList: $("score-list"), download: $("download"),
   downloadText: $("download-text"), size: $("size"), modelVersion: $("model-version"),
 };
@@ -253,6 +254,9 @@ function describe(reply) {
       .map(([task, weight]) => `${label(task)} ${percent(weight)}`)
       .join(" · ");
   }
+
+  ui.reasonFact.hidden = !reply.reason;
+  ui.reason.textContent = reply.reason || "";
 
   ui.scores.hidden = !reply.probabilities;
   ui.result.classList.toggle("with-scores", Boolean(reply.probabilities));

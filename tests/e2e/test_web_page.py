@@ -228,6 +228,8 @@ def test_phone_layout_auto_mode_dropped_photo_and_touch(browser, ui_server):
         assert text(browser, "weather-label") == "Detected weather" and text(browser, "weather")
         assert re.fullmatch(r"\d+%", text(browser, "confidence"))
         assert len(browser.find_elements("css selector", "#score-list li")) == 5  # 4 weathers + clean
+        reason = text(browser, "reason")  # auto mode says why, in the rule's own words
+        assert re.match(r"(nothing to remove|not sure|\w+: p = |\w+ \(p = )", reason), reason
 
         layout = browser.execute_script(
             """const box = document.getElementById('compare').getBoundingClientRect();

@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from service.bundle import write_prompt
+from service.bundle import write_json_atomic, write_prompt
 from tests.service.conftest import decode, encode, png, scene
 
 TASKS = ["haze", "rain", "raindrop", "snow"]
@@ -128,6 +129,26 @@ def test_auto_clean_returns_the_photo_untouched(start_server, tiny_bundle):
     assert r.status_code == 200 and r.headers["x-degradation"] == "clean"
     np.testing.assert_array_equal(np.asarray(decode(r.content)), rgb)
     assert srv.metric("tap_auto_decisions_total", degradation="clean") == before + 1
+
+
+def test_the_bundles_calibrated_rule_decides_and_says_why(start_server, bundle_copy):
+    """A manifest's auto_rule and classifier_temperature are what the service applies; settings
+    override single thresholds; the reason travels in the JSON body and a header."""
+    manifest_path = bundle_copy / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest |= {"auto_rule": {"clean_threshold": 1.0, "min_weather_prob": 1.0}, "classifier_temperature": 0.5}
+    write_json_atomic(manifest_path, manifest)
+    srv = start_server(bundle_copy)
+    auto = srv.client.get("/v1/degradations").json()["auto"]
+    assert auto == {"clean_threshold": 1.0, "min_weather_prob": 1.0, "mixture_min_prob": 0.3, "mixture_margin": 0.2,
+                    "temperature": 0.5}
+    r = srv.restore(png(seed=7), headers={"Accept": "application/json"})
+    body = r.json()
+    assert body["degradation"] == "clean" and body["reason"].startswith("not sure: the likeliest weather")
+    assert r.headers["x-degradation-reason"] == body["reason"]
+    overridden = start_server(bundle_copy, min_weather_prob=0.0)
+    assert overridden.client.get("/v1/degradations").json()["auto"]["min_weather_prob"] == 0.0
+    assert overridden.restore(png(seed=7), headers={"Accept": "application/json"}).json()["degradation"] != "clean"
 
 
 def test_auto_mixture_is_announced(start_server, tiny_bundle):

@@ -51,11 +51,11 @@ def test_whole_photo_views_are_one_box():
 def test_pool_is_a_softmax_for_one_view_and_a_geometric_mean_for_several():
     logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     softmax = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    assert np.allclose(ClassifierView.pool(logits[:1]), softmax[0])
+    assert np.allclose(ClassifierView().pool(logits[:1]), softmax[0])
     geometric = np.sqrt(softmax[0] * softmax[1])
-    assert np.allclose(ClassifierView.pool(logits), geometric / geometric.sum())
+    assert np.allclose(ClassifierView().pool(logits), geometric / geometric.sum())
     # a patch that is sure of nothing moves the photo less than one that is sure
-    assert ClassifierView.pool(np.array([[9.0, 0, 0], [0, 0.5, 0]])).argmax() == 0
+    assert ClassifierView().pool(np.array([[9.0, 0, 0], [0, 0.5, 0]])).argmax() == 0
 
 
 def test_bad_views_are_refused():

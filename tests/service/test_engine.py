@@ -1,10 +1,13 @@
 """Engine: providers, prompts re-scanned at run time, the auto-mode rule."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from service.auto_rule import AutoRule
 from service.bundle import BundleError, write_prompt
-from service.engine import CPU, Engine, UnknownDegradation, decide
+from service.engine import CPU, Engine, UnknownDegradation
 from service.settings import Settings
 
 TASKS = ["rain", "raindrop", "haze", "snow"]
@@ -16,41 +19,56 @@ def probs(**p: float) -> dict[str, float]:
     return full
 
 
-@pytest.fixture
-def settings() -> Settings:
-    return Settings(clean_threshold=0.6, mixture_min_prob=0.3, mixture_margin=0.2)
+RULE = AutoRule(clean_threshold=0.6, mixture_min_prob=0.3, mixture_margin=0.2)
 
 
-def test_confident_clean_returns_untouched(settings):
-    d = decide(probs(clean=0.7, rain=0.3), TASKS, settings)
+def test_confident_clean_returns_untouched_and_says_why():
+    d = RULE.decide(probs(clean=0.7, rain=0.3), TASKS)
     assert d.clean and d.label == "clean" and d.weights == {}
+    assert d.reason == "nothing to remove: p(clean) = 0.70 >= 0.60"
 
 
-def test_unsure_clean_still_restores_with_the_top_weather(settings):
-    d = decide(probs(clean=0.5, rain=0.4, haze=0.1), TASKS, settings)
+def test_unsure_clean_still_restores_with_the_top_weather_without_a_floor():
+    d = RULE.decide(probs(clean=0.5, rain=0.4, haze=0.1), TASKS)
     assert d.label == "rain" and d.weights == {"rain": 1.0} and d.confidence == 0.4
 
 
-def test_two_close_weathers_make_a_mixture(settings):
-    d = decide(probs(rain=0.45, haze=0.35, clean=0.2), TASKS, settings)
+def test_a_weather_below_the_floor_abstains_to_clean():
+    rule = replace(RULE, min_weather_prob=0.45)
+    d = rule.decide(probs(clean=0.3, rain=0.4, haze=0.3), TASKS)
+    assert d.clean and d.reason == "not sure: the likeliest weather, rain, has p = 0.40 < 0.45"
+    assert rule.decide(probs(clean=0.3, rain=0.5, haze=0.2), TASKS).label == "rain"
+
+
+def test_two_close_weathers_make_a_mixture():
+    d = RULE.decide(probs(rain=0.45, haze=0.35, clean=0.2), TASKS)
     assert d.label == "rain+haze"
     assert d.mixture == pytest.approx({"rain": 0.45 / 0.8, "haze": 0.35 / 0.8})
     assert d.confidence == pytest.approx(0.8)
+    assert d.reason == "rain (p = 0.45) and haze (p = 0.35) are both likely"
 
 
-def test_runner_up_too_weak_or_too_far_gives_one_weather(settings):
-    assert decide(probs(rain=0.5, haze=0.25, clean=0.25), TASKS, settings).label == "rain"  # below min prob
-    assert decide(probs(rain=0.65, haze=0.32), TASKS, settings).label == "rain"  # margin 0.33 > 0.2
+def test_runner_up_too_weak_or_too_far_gives_one_weather():
+    assert RULE.decide(probs(rain=0.5, haze=0.25, clean=0.25), TASKS).label == "rain"  # below min prob
+    assert RULE.decide(probs(rain=0.65, haze=0.32), TASKS).label == "rain"  # margin 0.33 > 0.2
 
 
 def test_negative_margin_disables_mixtures():
-    s = Settings(mixture_margin=-1)
-    assert decide(probs(rain=0.4, haze=0.4), TASKS, s).mixture is None
+    assert replace(RULE, mixture_margin=-1).decide(probs(rain=0.4, haze=0.4), TASKS).mixture is None
 
 
-def test_classes_without_a_prompt_are_not_chosen(settings):
-    d = decide(probs(snow=0.9, rain=0.1), ["rain"], settings)
-    assert d.label == "rain"
+def test_classes_without_a_prompt_are_not_chosen():
+    assert RULE.decide(probs(snow=0.9, rain=0.1), ["rain"]).label == "rain"
+
+
+def test_rule_from_a_manifest_keeps_defaults_refuses_unknown_keys_and_takes_overrides():
+    rule = AutoRule.from_dict({"min_weather_prob": 0.5})
+    assert rule == AutoRule(min_weather_prob=0.5) and AutoRule.from_dict(None) == AutoRule()
+    assert rule.overridden(clean_threshold=0.9, min_weather_prob=None) == AutoRule(0.9, 0.5)
+    with pytest.raises(ValueError, match="unknown auto rule keys"):
+        AutoRule.from_dict({"clean_treshold": 0.5})
+    with pytest.raises(ValueError, match="min_weather_prob"):
+        AutoRule(min_weather_prob=1.5)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ import torch
 from PIL import Image
 
 from model.encoder import encoder_view
-from service.engine import decide
-from service.settings import Settings
 from tests.conftest import make_tiny_model
 from training.datasets import DataError, to_tensor
 from training.evaluate import run_evaluation
@@ -38,7 +36,7 @@ def test_real_photos_auto_accuracy_follows_the_service_rule(real_dir, tmp_path):
         x = to_tensor(np.asarray(Image.open(path)))[None]
         with torch.no_grad():
             probs = torch.softmax(model.classify(encoder_view(x, model.cfg.view)).double(), 1)[0].tolist()
-        decision = decide(dict(zip(model.classes, probs, strict=True)), model.tasks, Settings())
+        decision = model.cfg.auto_rule.decide(dict(zip(model.classes, probs, strict=True)), model.tasks)
         label = path.parent.name
         hits += decision.clean if label == "clean" else label in decision.weights
     assert results["n"] == 4 and set(results["folders"]) == {"rain", "haze", "clean"}
@@ -66,7 +64,7 @@ def test_held_out_clean_photos_are_counted_by_the_service_rule(real_dir, tmp_pat
         x = to_tensor(np.asarray(Image.open(clean_dir / name)))[None]
         with torch.no_grad():
             probs = torch.softmax(model.classify(encoder_view(x, model.cfg.view)).double(), 1)[0].tolist()
-        label = decide(dict(zip(model.classes, probs, strict=True)), model.tasks, Settings()).label
+        label = model.cfg.auto_rule.decide(dict(zip(model.classes, probs, strict=True)), model.tasks).label
         expected[label] = expected.get(label, 0) + 1
     assert results == {"n": 2, "untouched": expected.get("clean", 0), "decisions": expected}
     assert f"{results['untouched']} of 2 returned untouched" in (out / "report.md").read_text()
