@@ -20,6 +20,7 @@ from model.encoder import encoder_views
 from model.net import CLEAN_CLASS, TAPNet
 from service.auto_rule import AutoRule
 from training.datasets import read_rgb, to_tensor
+from training.evaluate import held_out_photos, synthetic_samples
 from training.image_files import list_images
 from training.weather_photos import FOLDER_CLASS, decision_is_right, labelled_photos
 
@@ -38,17 +39,19 @@ class PhotoScore:
 
 
 @torch.no_grad()
+def mean_log_probs(model: TAPNet, rgb: np.ndarray) -> np.ndarray:
+    """(C,) uncalibrated photo-level scores of an (H, W, 3) uint8 photo, seen through the model's view."""
+    views = encoder_views(to_tensor(rgb)[None], model.cfg.view)
+    return model.cfg.view.mean_log_probs(model.classify(views).double().numpy())
+
+
 def score_photos(model: TAPNet, folders: dict[str, list[Path]], folder_class: dict[str, str]) -> list[PhotoScore]:
-    """Uncalibrated photo-level scores, each photo seen through the model's classifier view."""
     model.eval()
-    scores = []
-    for folder, paths in folders.items():
-        label = model.classes.index(folder_class[folder])
-        for path in paths:
-            views = encoder_views(to_tensor(read_rgb(path))[None], model.cfg.view)
-            mean = model.cfg.view.mean_log_probs(model.classify(views).double().numpy())
-            scores.append(PhotoScore(folder, path.name, label, mean))
-    return scores
+    return [
+        PhotoScore(folder, path.name, model.classes.index(folder_class[folder]), mean_log_probs(model, read_rgb(path)))
+        for folder, paths in folders.items()
+        for path in paths
+    ]
 
 
 def weather_photo_scores(model: TAPNet, root: Path, split: str = "dev") -> list[PhotoScore]:
@@ -59,6 +62,18 @@ def real_photo_scores(model: TAPNet, root: Path) -> list[PhotoScore]:
     """`../shared/data/real`: one folder per weather, named after its class."""
     folders = {f: list_images(Path(root) / f) for f in REAL_FOLDERS if (Path(root) / f).is_dir()}
     return score_photos(model, folders, {f: f for f in folders})
+
+
+def synthetic_scores(model: TAPNet, clean_dir: Path, per_task: int = 8, holdout_every: int = 11) -> list[PhotoScore]:
+    """Synthetic weather (v1 generators) on the clean photos training held out, as `tap-train
+    evaluate --synthetic` draws it; the folder is the task."""
+    model.eval()
+    photos = held_out_photos(clean_dir, holdout_every=holdout_every)
+    return [
+        PhotoScore(task, sample.name, t, mean_log_probs(model, sample.lq))
+        for t, task in enumerate(model.tasks)
+        for sample in synthetic_samples(photos, t, task, per_task, seed=0)
+    ]
 
 
 def probabilities(scores: list[PhotoScore], temperature: float) -> np.ndarray:
@@ -169,7 +184,9 @@ def confusion_table(model: TAPNet, scores: list[PhotoScore], title: str) -> list
     return lines
 
 
-def auto_mode_report(model: TAPNet, weather_photos: Path | None, real: Path | None) -> str:
+def auto_mode_report(
+    model: TAPNet, weather_photos: Path | None, real: Path | None, clean_dir: Path | None = None
+) -> str:
     """The confusion matrices `tap-train evaluate` prints, with the rule and calibration in force."""
     cfg = model.cfg
     lines = [
@@ -186,4 +203,7 @@ def auto_mode_report(model: TAPNet, weather_photos: Path | None, real: Path | No
         lines += [f"Expected calibration error (10 bins): {ece:.3f}", ""]
     if real is not None:
         lines += confusion_table(model, real_photo_scores(model, real), f"real photos ({real})")
+    if clean_dir is not None:
+        title = f"synthetic weather, 8 per task, on the held-out photos of {clean_dir}"
+        lines += confusion_table(model, synthetic_scores(model, clean_dir), title)
     return "\n".join(lines)

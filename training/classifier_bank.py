@@ -21,9 +21,11 @@ from torch import nn
 from model.checkpoint import load_model, save_weights
 from model.net import TAPNet
 from training.config import TrainConfig, save_config, to_dict
-from training.loops import build_training_set, classifier_views, invisible_weather, seed_everything
+from training.loops import autocast_for, build_training_set, classifier_views, invisible_weather, seed_everything
 
 log = logging.getLogger(__name__)
+
+BANK_FILE = "view_bank.pt"
 
 
 @dataclass
@@ -49,6 +51,19 @@ def draw_bank(cfg: TrainConfig, tasks: list[str], count: int, batch: int = 32) -
         views.append((view.clamp(0, 1) * 255).round().to(torch.uint8))
         labels.append(task)
     return ViewBank(torch.cat(views), torch.cat(labels))
+
+
+def cached_bank(cfg: TrainConfig, tasks: list[str], count: int, path: Path) -> ViewBank:
+    """draw_bank, kept in the run folder: a rerun with the same data and view config reuses it."""
+    key = repr((to_dict(cfg)["data"], to_dict(cfg)["classifier"], cfg.seed, tasks, count))
+    if path.is_file():
+        saved = torch.load(path)
+        if saved["key"] == key:
+            return ViewBank(saved["views"], saved["labels"])
+    bank = draw_bank(cfg, tasks, count)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"key": key, "views": bank.views, "labels": bank.labels}, path)
+    return bank
 
 
 def split_encoder(model: TAPNet, frozen_levels: int) -> tuple[nn.Sequential, nn.Sequential]:
@@ -93,7 +108,7 @@ def tune_classifier_bank(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     lower, upper = split_encoder(model, frozen_levels)
-    bank = draw_bank(cfg, model.tasks, bank_size)
+    bank = cached_bank(cfg, model.tasks, bank_size, out_dir / BANK_FILE)
     log.info("view bank: %d views, per class %s", len(bank.labels), torch.bincount(bank.labels).tolist())
     feats = frozen_features(lower, bank)
     params = model.freeze_for("classifier")
@@ -121,7 +136,8 @@ def tune_classifier_bank(
             order, cursor = torch.randperm(len(feats), generator=gen), 0
         idx = order[cursor : cursor + batch]
         cursor += batch
-        logits = upper_logits(model, upper, feats[idx])
+        with autocast_for(torch.device("cpu"), cfg.amp):
+            logits = upper_logits(model, upper, feats[idx]).float()
         loss = F.cross_entropy(logits, bank.labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,6 +148,8 @@ def tune_classifier_bank(
             acc = (logits.argmax(1) == bank.labels[idx]).float().mean().item()
             lr = scheduler.get_last_lr()[0]
             log.info("step %d/%d loss %.4f acc %.3f lr %.2e", step + 1, steps, loss.item(), acc, lr)
+        if (step + 1) % cfg.save_every == 0:
+            save_weights(model, out_dir / "model.safetensors", {"stage": "tune-classifier-bank", "step": step + 1})
     model.eval().requires_grad_(False)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")

@@ -166,7 +166,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         holdout_every=int(trained["holdout_every"]),
         real=Path(args.real) if args.real else None,
     )
-    print((Path(args.out) / "report.md").read_text())
+    report_path = Path(args.out) / "report.md"
+    if args.weather_photos:  # auto mode's confusion on the weather-photos dev split (and --real)
+        from training.auto_mode import auto_mode_report
+
+        auto = auto_mode_report(model, Path(args.weather_photos), _path(args.real))
+        report_path.write_text(report_path.read_text() + "\n" + auto + "\n")
+    print(report_path.read_text())
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
@@ -187,7 +193,8 @@ def cmd_auto_mode(args: argparse.Namespace) -> None:
     from model.checkpoint import load_model
     from training.auto_mode import auto_mode_report
 
-    report = auto_mode_report(load_model(Path(args.checkpoint))[0], _path(args.weather_photos), _path(args.real))
+    model = load_model(Path(args.checkpoint))[0]
+    report = auto_mode_report(model, _path(args.weather_photos), _path(args.real), _path(args.synthetic_clean_dir))
     print(report)
     if args.out:
         Path(args.out).write_text(report + "\n")
@@ -309,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--clean-dir", help="clean photos for synthetic validation (default: the checkpoint's own)")
     p.add_argument("--real", help="real weather photos, one subfolder per weather (label = folder name)")
+    p.add_argument("--weather-photos", help="weather-photos folder: auto mode's confusion on its dev split")
     p.add_argument("--synthetic", type=int, default=8, help="synthetic validation images per task (0: none)")
     p.add_argument("--paired", action="append", default=[], help="task=DIR with input/ and target/")
     p.add_argument("--size", type=int, default=0, help="resize longer side to this for speed (0: full size)")
@@ -326,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--weather-photos", help="weather-photos folder (its dev split is used)")
     p.add_argument("--real", help="real weather photos, one subfolder per weather")
+    p.add_argument("--synthetic-clean-dir", help="also synthetic weather on these clean photos' held-out split")
     p.add_argument("--out", help="also write the Markdown here")
     p.set_defaults(func=cmd_auto_mode)
 

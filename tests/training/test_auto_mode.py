@@ -152,3 +152,24 @@ def test_training_report_and_service_engine_decide_alike(weather_photos, tmp_pat
         assert np.abs(np.array([served[c] for c in model.classes]) - trained).max() < 1e-4
         expected = model.cfg.auto_rule.decide(dict(zip(model.classes, trained.tolist(), strict=True)), model.tasks)
         assert engine.decide(served).label == expected.label
+
+
+def test_auto_mode_command_counts_the_services_decisions(weather_photos, tiny_clean_dir, tmp_path, capsys):
+    model = make_tiny_model()
+    save_weights(model, tmp_path / "model.safetensors")
+    out = tmp_path / "auto.md"
+    args = ["auto-mode", str(tmp_path / "model.safetensors"), "--weather-photos", str(weather_photos)]
+    assert tap_train([*args, "--synthetic-clean-dir", str(tiny_clean_dir), "--out", str(out)]) == 0
+    report = out.read_text()
+    assert report in capsys.readouterr().out
+    right = 0
+    for path in sorted(weather_photos.glob("*/*.png")):
+        if not is_dev(path.name):
+            continue
+        x = torch.from_numpy(np.asarray(Image.open(path)).transpose(2, 0, 1) / 255.0).float()[None]
+        p = model.photo_probabilities(x)
+        label = model.cfg.auto_rule.decide(dict(zip(model.classes, p.tolist(), strict=True)), model.tasks).label
+        right += decision_is_right(path.parent.name, label)
+    assert f"All: {right}/8 right." in report
+    assert "| snow-scene | 2 |" in report and "Expected calibration error" in report
+    assert "synthetic weather, 8 per task" in report and "All: " in report.split("synthetic weather")[1]
