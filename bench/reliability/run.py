@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bench.common import RESULTS, CpuWatch, Report, command_line, machine_lines, write_markdown
 from bench.reliability import fuzz, load, shutdown, soak
+from bench.reliability.corpus import PROBES, run_corpus
 from bench.reliability.scenario import bundle_for, serve
 from bench.reliability.server import ServerExited
-from tests.reliability.corpus import PROBES, run_corpus
 
 NAME = "reliability"
 FULL = {"corpus_rounds": 5, "fuzz_examples": 500, "load_s": 5.0, "soak": 3000, "shutdown": 8}

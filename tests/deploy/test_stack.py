@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from bench.reliability.images import png
+from bench.reliability.server import loopback_client
 from tests.deploy.conftest import REPO
 from tests.deploy.containers import BUILD_ARGS, Podman, prometheus_image
 from tests.deploy.waiting import free_port, wait_for
-from tests.service.conftest import png
 
 pytestmark = pytest.mark.integration
 yaml = pytest.importorskip("yaml")
@@ -93,8 +94,8 @@ def stack(podman: Podman, python_image: str, tmp_path_factory: pytest.TempPathFa
             log.write(result.stdout + result.stderr)
         return result
 
-    api = httpx.Client(base_url=f"http://127.0.0.1:{ports['api_port']}", timeout=60)
-    prometheus = httpx.Client(base_url=f"http://127.0.0.1:{ports['prometheus_port']}", timeout=10)
+    api = loopback_client(f"http://127.0.0.1:{ports['api_port']}", 60)
+    prometheus = loopback_client(f"http://127.0.0.1:{ports['prometheus_port']}", 10)
     try:
         up = run("up", "-d", "--build", *SERVICES, timeout=900)
         assert up.returncode == 0, f"podman-compose up failed:\n{(up.stdout + up.stderr)[-6000:]}"
