@@ -136,9 +136,12 @@ def test_killing_a_replica_fails_only_its_requests_in_flight(stack: Stack, repli
 
     failed = [s for s in sent if s.status != 200]
     in_flight = [s for s in sent if s.started < killed_by and s.ended > killed_from]
+    on_victim = [line for line in lines if line.address == victim_address]
     summary = (
-        f"{len(sent)} restores, {len(failed)} failed {sorted((s.status, s.error) for s in failed)}; "
-        f"{len(in_flight)} in flight at the kill"
+        f"{len(sent)} restores from {CLIENTS} clients, {len(in_flight)} in flight during the "
+        f"{killed_by - killed_from:.2f} s `podman kill`; failed: {sorted((s.status, s.error) for s in failed)}; "
+        f"HAProxy sent {len(on_victim)} to the killed replica, "
+        f"{sum(line.status != 200 for line in on_victim)} of them not answered 200"
     )
     log.info("replica kill: %s", summary)
     assert all(s.status is not None for s in sent), summary  # the load balancer answered every request
