@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.common import RESULTS, CpuWatch, Report, command_line, machine_lines, write_markdown
+from bench.common import RESULTS, CpuWatch, Report, command_line, cpu_info, machine_lines, write_markdown
 from bench.reliability import fuzz, load, shutdown, soak
 from bench.reliability.corpus import PROBES, run_corpus
 from bench.reliability.scenario import bundle_for, serve
@@ -32,6 +32,7 @@ ACCESS_STATUS = re.compile(r'HTTP/1\.1" (\d{3})')  # uvicorn's access log
 # glibc gives each inference/decode thread its own malloc arena; they fill over the first thousands of
 # requests. Two arenas, a common setting for Python services, show how much of the growth that is.
 FEWER_ARENAS = {"MALLOC_ARENA_MAX": "2"}
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")  # the ones inference speed hinges on
 
 
 def _ms(seconds: float) -> str:
@@ -177,9 +178,11 @@ def main(argv: list[str] | None = None) -> Report:
             flood_shutdown_row(bundle, folder),
             damaged_bundle_row(bundle, folder),
         ]
+    flags = cpu_info().get("flags", "").split()
     model = f"bundle `{args.bundle}`" if args.bundle else "tiny random model (the service is what is measured)"
     header = [
         *machine_lines(1, watch, command_line("bench.reliability.run", argv)),
+        f"- CPU flags (of {', '.join(SIMD_FLAGS)}): {' '.join(f for f in SIMD_FLAGS if f in flags) or 'none'}",
         f"- Model: {model}; every scenario runs its own `tap-restore serve` subprocess on 127.0.0.1; "
         "latencies are client-side, load generator on the same CPUs",
     ]
