@@ -1,11 +1,10 @@
 """Early load shedding: refuse a restore from its headers when the queue could not take it.
 
-The batcher admits tiles only after the body is read and the image header parsed. Under a
-flood, every request that arrived while the queue had a free slot was read, parsed and then
-refused, and that work on the event loop made refusals take seconds (3.2 s p95 at 30x the
-sustainable rate). The edge now reserves a lower bound of each request's tiles from its
-Content-Length when the headers arrive and holds it until the response ends, so at most a
-queue's worth of requests is ever past the headers.
+The batcher admits tiles only after the body is read and the image header parsed. Before this,
+under a flood every request that arrived while the queue had a free tile got its body read and
+parsed (on the event loop) and was refused only then. The edge now reserves a lower bound of
+each request's tiles from its Content-Length when the headers arrive and holds it until the
+response ends, so at most a queue's worth of requests is ever past the headers.
 """
 
 from dataclasses import dataclass

@@ -3,7 +3,7 @@
 The arrival rate is set from the service time measured just before, so "past capacity" holds
 on any machine (batching 2 tiles at most doubles the one-at-a-time rate). At 30x, refusals
 must stay cheap: they are decided from the headers (service/shedding.py), before any body is
-read; bench.reliability.run measured 503 p95 23 ms there.
+read; bench.reliability.run measured 503 p95 29 ms and /healthz p95 24 ms there.
 """
 
 import pytest
@@ -12,10 +12,10 @@ from bench.reliability.load import OVERLOAD_SETTINGS, overload, percentile
 from bench.reliability.soak import photo
 
 DURATION_S = 3.0
-# Generous for a shared CI machine: the bench's target is 50 ms for both; before early shedding a
-# 30x flood took 3.2 s (p95) to refuse.
-REFUSAL_P95_S = 0.25
-HEALTH_P95_S = 0.25
+# Generous for a shared CI machine (single runs there measured up to 0.2 s): the bench's target is
+# 50 ms for both; with an httpx load generator a 30x flood took 3.2 s (p95) to refuse.
+REFUSAL_P95_S = 0.5
+HEALTH_P95_S = 0.5
 
 
 @pytest.mark.parametrize("factor", [4.0, 30.0])

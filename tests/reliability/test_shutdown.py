@@ -11,6 +11,9 @@ from bench.reliability.shutdown import (
 from bench.reliability.soak import photo
 
 REQUESTS = 8
+# A new connection after SIGTERM is refused once the listener is closed, or reset if it was still
+# in the listener's backlog then: either way no request was read.
+NOT_CONNECTED = ("ConnectionRefused", "ConnectionReset")
 EXIT_LIMIT_S = 20.0  # drain (~2 s of queued tiles here) + lifespan shutdown; measured ~2-3 s
 
 
@@ -36,8 +39,8 @@ def test_sigterm_in_a_flood_answers_everything_in_flight_and_exits_by_the_deadli
     assert {o.status for o in report.in_flight} <= {200, 503}, report.in_flight  # every one answered
     assert 200 in {o.status for o in report.in_flight}, "no admitted request was caught mid-flight"
     assert all(o.latency_s < deadline_s for o in report.before + report.in_flight)
-    for outcome in report.after:  # refused at connect, or a 503 from the draining app
-        assert outcome.status == 503 or outcome.transport_error.startswith("ConnectionRefused"), outcome
+    for outcome in report.after:  # answered, or refused/reset at connect (never processed: safe to retry)
+        assert outcome.status in (200, 503) or outcome.transport_error.startswith(NOT_CONNECTED), outcome
     assert report.returncode in CLEAN_EXIT, report.log[-3000:]
     assert report.exit_s < deadline_s
     assert SHUTDOWN_COMPLETE in report.log and "Traceback" not in report.log, report.log[-3000:]
