@@ -50,16 +50,16 @@ async def exchange(host: str, port: int, request: bytes) -> RawResponse:
     is read as soon as the server sends it, and a write the server no longer reads is dropped.
     """
     reader, writer = await asyncio.open_connection(host, port)
+    writer.write(request)
+    drain = asyncio.ensure_future(writer.drain())
     try:
-        writer.write(request)
-        drain = asyncio.ensure_future(writer.drain())
         head = await reader.readuntil(b"\r\n\r\n")
         status_line, *lines = head.decode("latin-1").split("\r\n")
         headers = {
             name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)
         }
         body = await reader.readexactly(int(headers.get("content-length", "0")))
-        drain.cancel()
         return RawResponse(int(status_line.split()[1]), headers, body)
     finally:
+        drain.cancel()
         writer.close()
