@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# System programs the integration tests use (Prometheus, docker-compose's config check, Chromium
+# System programs the integration tests use (Prometheus, HAProxy, docker-compose's config check, Chromium
 # for the web-page tests). `make test` (and so CI) runs this first. Installs what is missing with
 # apt-get when this machine can (root or passwordless sudo); each test that needs a missing
 # program skips with a message saying which.
 set -uo pipefail
 # iptables: netavark (podman's network stack) runs it to publish ports; without it every container
 # start fails with "netavark: No such file or directory".
-PACKAGES=(docker-compose prometheus chromium chromium-driver podman runc netavark aardvark-dns iptables debootstrap)
+PACKAGES=(docker-compose prometheus haproxy chromium chromium-driver podman runc netavark aardvark-dns iptables debootstrap)
 if ! command -v apt-get >/dev/null; then
     echo "system-deps: no apt-get here; install ${PACKAGES[*]} yourself or their tests skip" >&2
     exit 0

@@ -1,9 +1,10 @@
 """ASGI guard for POST /restore: cheap refusals before the body is read, and request metrics.
 
 Order: API key (401) -> content type (415, or 422 with no body) -> Content-Length (413)
--> a saturated queue (503 + Retry-After, before the body is read, so overload is shed cheaply)
--> the body is counted while it streams in (413 as soon as it passes the limit), so an
-oversized upload is never buffered whole. The arrival time is kept in the request state: the
+-> a queue that could not take the request's tiles (503 + Retry-After, before the body is read:
+service/shedding.py), else its tiles are reserved until the response ends -> the body is counted
+while it streams in (413 as soon as it passes the limit), so an oversized upload is never
+buffered whole. The arrival time is kept in the request state: the
 request deadline counts from it, not from when the body was parsed.
 """
 
@@ -16,6 +17,7 @@ from service import metrics
 from service.deps import API_KEY_HEADER, check_api_key
 from service.errors import ApiError, error_response
 from service.settings import Settings
+from service.shedding import EdgeQueue, tiles_at_least
 
 RESTORE_PATH = "/restore"
 
@@ -24,6 +26,7 @@ class RestoreGuard:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.edge = EdgeQueue()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != RESTORE_PATH:
@@ -39,16 +42,22 @@ class RestoreGuard:
                 status = message["status"]
             await send(message)
 
+        reserved = 0
         try:
-            error = self._precheck(Headers(scope=scope)) or self._overloaded(scope)
+            headers = Headers(scope=scope)
+            tiles = tiles_at_least(_content_length(headers), self.settings.tile_size)
+            error = self._precheck(headers) or self._overloaded(scope, tiles)
             if error is not None:
                 if error.reason:
                     metrics.REJECTIONS.labels(reason=error.reason).inc()
                 response = error_response(error.status_code, error.code, str(error.detail), error.headers)
                 await response(scope, receive, send_status)
             else:
+                self.edge.reserve(tiles)
+                reserved = tiles
                 await self.app(scope, self._limited(receive), send_status)
         finally:
+            self.edge.release(reserved)
             label = scope.get("state", {}).get("degradation_label", "invalid")
             metrics.REQUESTS.labels(degradation=label, status_class=metrics.status_class(status)).inc()
             if status < 300:
@@ -89,9 +98,11 @@ class RestoreGuard:
                 return too_large(size, limit)
         return None
 
-    def _overloaded(self, scope: Scope) -> ApiError | None:
+    def _overloaded(self, scope: Scope, tiles: int) -> ApiError | None:
         batcher = getattr(scope["app"].state, "batcher", None)
-        reason = batcher.saturated() if batcher is not None else None
+        if batcher is None:
+            return None
+        reason = batcher.saturated() or self.edge.why_full(batcher.in_flight, batcher.capacity, tiles)
         if reason is None:
             return None
         retry = {"Retry-After": str(self.settings.retry_after_s)}
@@ -111,6 +122,14 @@ class RestoreGuard:
             return message
 
         return counted
+
+
+def _content_length(headers: Headers) -> int | None:
+    """Content-Length as a number; None when absent or malformed (_precheck refuses the latter)."""
+    try:
+        return int(headers["content-length"])
+    except (KeyError, ValueError):
+        return None
 
 
 def too_large(size: int, limit: int) -> ApiError:

@@ -6,12 +6,17 @@ A side task polls /healthz meanwhile, to show the event loop stays responsive.
 """
 
 import asyncio
+import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
+
+from bench.reliability import rawhttp
 
 HEALTH_EVERY_S = 0.02
 # Past capacity on purpose: 4 tiles admitted at most, 2 per batch, one 512-px tile per request
@@ -40,6 +45,11 @@ class Outcome:
     retry_after: str | None = None
     error_code: str | None = None
     transport_error: str = ""
+    sent_at: float = 0.0  # time.perf_counter() when sent
+
+    @property
+    def answered_at(self) -> float:
+        return self.sent_at + self.latency_s
 
 
 @dataclass
@@ -71,25 +81,38 @@ async def send(client: httpx.AsyncClient, payload: bytes, form: dict[str, str]) 
     try:
         response = await client.post("/restore", files={"image": ("photo.jpg", payload, "image/jpeg")}, data=form)
     except httpx.HTTPError as exc:
-        return Outcome(None, time.perf_counter() - started, transport_error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        return Outcome(None, time.perf_counter() - started, transport_error=error, sent_at=started)
     latency = time.perf_counter() - started
     code = None
     if response.headers.get("content-type", "").startswith("application/json") and response.status_code >= 400:
         code = response.json()["error"]["code"]
-    return Outcome(response.status_code, latency, response.headers.get("retry-after"), code)
+    return Outcome(response.status_code, latency, response.headers.get("retry-after"), code, sent_at=started)
 
 
-async def poll_health(client: httpx.AsyncClient, stop: asyncio.Event) -> tuple[list[float], int]:
+async def send_raw(address: tuple[str, int], request: bytes) -> Outcome:
+    """One prebuilt request (bench.reliability.rawhttp) on a new connection; failures are outcomes."""
+    started = time.perf_counter()
+    try:
+        response = await rawhttp.exchange(*address, request)
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        return Outcome(None, time.perf_counter() - started, transport_error=error, sent_at=started)
+    code = None
+    if response.headers.get("content-type", "").startswith("application/json") and response.status >= 400:
+        code = json.loads(response.body)["error"]["code"]
+    latency = time.perf_counter() - started
+    return Outcome(response.status, latency, response.headers.get("retry-after"), code, sent_at=started)
+
+
+async def poll_health(address: tuple[str, int], stop: asyncio.Event) -> tuple[list[float], int]:
     """GET /healthz every HEALTH_EVERY_S until `stop`; (latencies of 200s, failures)."""
     latencies, failures = [], 0
+    request = rawhttp.get("/healthz")
     while not stop.is_set():
-        started = time.perf_counter()
-        try:
-            ok = (await client.get("/healthz")).status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        if ok:
-            latencies.append(time.perf_counter() - started)
+        outcome = await send_raw(address, request)
+        if outcome.status == 200:
+            latencies.append(outcome.latency_s)
         else:
             failures += 1
         await asyncio.sleep(HEALTH_EVERY_S)
@@ -97,25 +120,42 @@ async def poll_health(client: httpx.AsyncClient, stop: asyncio.Event) -> tuple[l
 
 
 async def _open_loop(
-    url: str, payload: bytes, form: dict[str, str], rate_per_s: float, duration_s: float, timeout_s: float
+    url: str,
+    payload: bytes,
+    form: dict[str, str],
+    rate_per_s: float,
+    duration_s: float,
+    timeout_s: float,
+    keep_sending: Callable[[float], bool] = lambda elapsed_s: True,
 ) -> LoadReport:
-    # No connection cap: a client-side pool would queue requests and hide the server's answer.
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits) as client,
-        httpx.AsyncClient(base_url=url, timeout=timeout_s) as health_client,
-    ):
-        stop = asyncio.Event()
-        health = asyncio.create_task(poll_health(health_client, stop))
-        started = time.perf_counter()
-        tasks = []
-        for i in range(round(rate_per_s * duration_s)):
-            await asyncio.sleep(max(0.0, started + i / rate_per_s - time.perf_counter()))
-            tasks.append(asyncio.create_task(send(client, payload, form)))
-        outcomes = await asyncio.gather(*tasks)
-        wall = time.perf_counter() - started
-        stop.set()
-        health_latencies, health_failures = await health
+    """The schedule stops early once `keep_sending(seconds since the start)` says so.
+
+    Every request is its own connection, as independent clients are, and costs the generator a
+    connect, a write and a read (bench.reliability.rawhttp): it shares the server's CPUs.
+    """
+    parts = urlsplit(url)
+    address = (parts.hostname, parts.port)
+    request = rawhttp.multipart_post("/restore", "image", "photo.jpg", payload, form)
+
+    async def bounded() -> Outcome:
+        try:
+            return await asyncio.wait_for(send_raw(address, request), timeout_s)
+        except TimeoutError:
+            return Outcome(None, timeout_s, transport_error="TimeoutError", sent_at=time.perf_counter() - timeout_s)
+
+    stop = asyncio.Event()
+    health = asyncio.create_task(poll_health(address, stop))
+    started = time.perf_counter()
+    tasks = []
+    for i in range(round(rate_per_s * duration_s)):
+        await asyncio.sleep(max(0.0, started + i / rate_per_s - time.perf_counter()))
+        if not keep_sending(time.perf_counter() - started):
+            break
+        tasks.append(asyncio.create_task(bounded()))
+    outcomes = await asyncio.gather(*tasks)
+    wall = time.perf_counter() - started
+    stop.set()
+    health_latencies, health_failures = await health
     return LoadReport(list(outcomes), health_latencies, health_failures, wall)
 
 

@@ -16,21 +16,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.common import RESULTS, CpuWatch, Report, command_line, machine_lines, write_markdown
+from bench.common import RESULTS, CpuWatch, Report, command_line, cpu_info, machine_lines, write_markdown
 from bench.reliability import fuzz, load, shutdown, soak
+from bench.reliability.corpus import PROBES, run_corpus
 from bench.reliability.scenario import bundle_for, serve
 from bench.reliability.server import ServerExited
-from tests.reliability.corpus import PROBES, run_corpus
 
 NAME = "reliability"
 FULL = {"corpus_rounds": 5, "fuzz_examples": 500, "load_s": 5.0, "soak": 3000, "shutdown": 8}
 QUICK = {"corpus_rounds": 1, "fuzz_examples": 50, "load_s": 3.0, "soak": 300, "shutdown": 8}
 # Past capacity; far past it; a flood past what the event loop can triage with the client on the same CPUs.
 OVERLOAD_FACTORS = (4.0, 12.0, 30.0)
+FLOOD, FLOOD_SIGTERM_S = 30.0, 2.0  # graceful shutdown in the middle of the biggest flood
 ACCESS_STATUS = re.compile(r'HTTP/1\.1" (\d{3})')  # uvicorn's access log
 # glibc gives each inference/decode thread its own malloc arena; they fill over the first thousands of
 # requests. Two arenas, a common setting for Python services, show how much of the growth that is.
 FEWER_ARENAS = {"MALLOC_ARENA_MAX": "2"}
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")  # the ones inference speed hinges on
 
 
 def _ms(seconds: float) -> str:
@@ -117,6 +119,24 @@ def shutdown_row(bundle: Path, folder: Path, requests: int) -> list[str]:
     ]
 
 
+def flood_shutdown_row(bundle: Path, folder: Path, factor: float = FLOOD) -> list[str]:
+    deadline = load.OVERLOAD_SETTINGS["request_timeout_s"]
+    with serve(bundle, folder / "flood-shutdown.log", load.OVERLOAD_SETTINGS) as server:  # exits by itself
+        report = shutdown.shutdown_under_flood(server, soak.photo(512, 512, "JPEG", 0), factor, FLOOD_SIGTERM_S)
+    answered = [o for o in report.in_flight if o.status is not None]
+    spread = ", ".join(f"{n}×{status}" for status, n in sorted(Counter(o.status for o in answered).items()))
+    lost = len(report.in_flight) - len(answered)
+    after = Counter(o.status or o.transport_error.split(":")[0] for o in report.after)
+    return [
+        f"SIGTERM {FLOOD_SIGTERM_S:g} s into a {factor:g}× flood ({report.rate_per_s:.0f} req/s, settings as the "
+        "overload rows)",
+        f"{len(report.in_flight)} requests in flight at SIGTERM: {spread}, {lost} without an answer; "
+        f"200 max {_ms(max((o.latency_s for o in answered if o.status == 200), default=0))} (deadline {deadline} s); "
+        f"{len(report.after)} sent while it drained: {', '.join(f'{n}×{k}' for k, n in after.items())}; "
+        f"exit status {report.returncode} after **{report.exit_s:.2f} s** (bound: the {deadline} s deadline)",
+    ]
+
+
 def damaged_bundle_row(bundle: Path, folder: Path) -> list[str]:
     damaged = Path(shutil.copytree(bundle, folder / "damaged"))
     target = damaged / "backbone.onnx"
@@ -155,11 +175,14 @@ def main(argv: list[str] | None = None) -> Report:
             soak_row(bundle, folder, counts["soak"]),
             soak_row(bundle, folder, counts["soak"], FEWER_ARENAS),
             shutdown_row(bundle, folder, counts["shutdown"]),
+            flood_shutdown_row(bundle, folder),
             damaged_bundle_row(bundle, folder),
         ]
+    flags = cpu_info().get("flags", "").split()
     model = f"bundle `{args.bundle}`" if args.bundle else "tiny random model (the service is what is measured)"
     header = [
         *machine_lines(1, watch, command_line("bench.reliability.run", argv)),
+        f"- CPU flags (of {', '.join(SIMD_FLAGS)}): {' '.join(f for f in SIMD_FLAGS if f in flags) or 'none'}",
         f"- Model: {model}; every scenario runs its own `tap-restore serve` subprocess on 127.0.0.1; "
         "latencies are client-side, load generator on the same CPUs",
     ]

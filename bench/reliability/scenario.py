@@ -7,7 +7,21 @@ Its own module so that run.py (every scenario) and the scenario modules that run
 from pathlib import Path
 
 from bench.reliability.server import ServerProcess
-from tests.service.conftest import BASE
+
+# The tests' settings, small and fast on a shared 2-core box: 64-px tiles, one ORT thread each.
+# The corpus (bench/reliability/corpus.py) expects its limits: 2 MB uploads, 10 MP.
+BASE: dict[str, object] = {
+    "device": "cpu",
+    "tile_size": 64,
+    "tile_overlap": 16,
+    "max_batch": 8,
+    "max_delay_ms": 20,
+    "intra_op_threads": 1,
+    "inter_op_threads": 1,
+    "max_upload_bytes": 2_000_000,
+    "max_pixels": 10_000_000,
+    "prompt_reload_interval_s": 0,
+}
 
 
 def bundle_for(path: Path | None, folder: Path) -> Path:
@@ -23,5 +37,5 @@ def bundle_for(path: Path | None, folder: Path) -> Path:
 def serve(
     bundle: Path, log: Path, scenario: dict[str, object] | None = None, env: dict[str, str] | None = None
 ) -> ServerProcess:
-    """A server with the tests' settings: tests/service BASE plus the scenario's own."""
+    """A server with the tests' settings: BASE plus the scenario's own."""
     return ServerProcess(bundle, log, {**BASE, **(scenario or {})}, env=env)

@@ -31,6 +31,15 @@ class ServerExited(RuntimeError):
         self.log = log
 
 
+def loopback_client(url: str, timeout_s: float = 60.0) -> httpx.Client:
+    """A client that opens a fresh connection per request.
+
+    uvicorn closes a keep-alive connection after 5 s idle; a pooled client that picks it up at
+    that moment gets `Connection reset by peer`. A loopback connect costs well under a millisecond.
+    """
+    return httpx.Client(base_url=url, timeout=timeout_s, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def settings_env(settings: dict[str, object]) -> dict[str, str]:
     """Service settings -> TAP_* environment variables (lists comma-joined, as Settings parses them)."""
     return {
@@ -118,7 +127,7 @@ class ServerProcess:
                 self.pid = int(started.group(1))
                 self.url = f"http://127.0.0.1:{running.group(1)}"
             time.sleep(POLL_S)
-        self.client = httpx.Client(base_url=self.url, timeout=60.0)
+        self.client = loopback_client(self.url)
         while self.client.get("/readyz").status_code != 200:  # listening means warmed up; ready is the contract
             if time.monotonic() > deadline:
                 raise TimeoutError(f"/readyz never said ready: {self.client.get('/readyz').text}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bench.reliability import load
 from bench.reliability.load import Outcome, send
 from bench.reliability.server import ServerProcess
 
@@ -83,3 +84,51 @@ def graceful_shutdown(
 ) -> ShutdownReport:
     """Admit `requests` restores of `payload`, SIGTERM the server, probe it until it exits."""
     return asyncio.run(_scenario(server, payload, requests, timeout_s))
+
+
+@dataclass(frozen=True)
+class FloodShutdownReport:
+    """SIGTERM in the middle of an open-loop flood; outcomes split by when they were sent and answered."""
+
+    rate_per_s: float
+    before: list[Outcome]  # sent before SIGTERM, answered before it
+    in_flight: list[Outcome]  # sent before SIGTERM, answered (or failed) after it
+    after: list[Outcome]  # sent after SIGTERM, while the process was alive
+    returncode: int
+    exit_s: float  # SIGTERM -> process gone (to the flood's 1/rate tick)
+    log: str
+
+
+def shutdown_under_flood(
+    server: ServerProcess, payload: bytes, factor: float, before_s: float, timeout_s: float = 60.0
+) -> FloodShutdownReport:
+    """Arrivals at `factor` x the one-at-a-time rate; SIGTERM after `before_s`; keep sending until the
+    process is gone. The exit is bounded by the request deadline: every admitted request ends by it
+    (200 or 504), uvicorn waits for them (at most its 30-s graceful timeout), then the batcher drains."""
+    rate = factor / load.service_time(server.client, payload)
+    server.client.close()
+    signalled: list[float] = []  # perf_counter of SIGTERM, then of the first tick that found the process gone
+
+    def keep_sending(elapsed_s: float) -> bool:
+        if not signalled and elapsed_s >= before_s:
+            server.terminate()
+            signalled.append(time.perf_counter())
+        if server.process.poll() is None:
+            return True
+        signalled.append(time.perf_counter())
+        return False
+
+    coroutine = load._open_loop(server.url, payload, load.FORM, rate, timeout_s, timeout_s, keep_sending)
+    report = asyncio.run(asyncio.wait_for(coroutine, 2 * timeout_s))
+    if len(signalled) != 2:
+        raise TimeoutError(f"the server did not exit within {timeout_s:g} s of the flood's start")
+    sigterm, gone = signalled
+    return FloodShutdownReport(
+        rate,
+        [o for o in report.outcomes if o.answered_at < sigterm],
+        [o for o in report.outcomes if o.sent_at < sigterm <= o.answered_at],
+        [o for o in report.outcomes if o.sent_at >= sigterm],
+        server.wait(10),
+        gone - sigterm,
+        server.log(),
+    )

@@ -1,8 +1,8 @@
 """podman for the container tests: the CLI with the project's containers.conf, and stand-in base images.
 
-No registry can be reached in CI, so `python:3.11-slim` and `prom/prometheus` are replaced by
-stand-ins built from Debian packages: a debootstrap root filesystem (`podman import`) with Python
-3.11 as python:3.11-slim has it, and Debian's `prometheus` package on top of that. Each stand-in is
+No registry can be reached in CI, so `python:3.11-slim`, `prom/prometheus` and `haproxy` are
+replaced by stand-ins built from Debian packages: a debootstrap root filesystem (`podman import`)
+with Python 3.11 as python:3.11-slim has it, and Debian's `prometheus` or `haproxy` package on top. Each stand-in is
 tagged with a hash of its recipe and stays in podman's image store, so only the first run builds it.
 """
 
@@ -55,6 +55,20 @@ EXPOSE 9090
 ENTRYPOINT ["/usr/bin/prometheus"]
 CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
 """
+
+
+# As the official haproxy image: config at /usr/local/etc/haproxy/haproxy.cfg, master-worker mode in
+# the foreground, runs as the haproxy user. Debian 12's package is HAProxy 2.6, the compose file's tag.
+HAPROXY_CONTAINERFILE = """\
+FROM {base}
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends haproxy \\
+ && rm -rf /var/lib/apt/lists/* \\
+ && mkdir -p /usr/local/etc/haproxy
+USER haproxy
+CMD ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]
+"""
+STANDINS = {"prometheus": PROMETHEUS_CONTAINERFILE, "haproxy": HAPROXY_CONTAINERFILE}
 
 
 def recipe_key(*parts: object) -> str:
@@ -169,17 +183,19 @@ def python_base(podman: Podman, workdir: Path) -> str:
     return tag
 
 
-def prometheus_image(podman: Podman, name: str, base: str, workdir: Path) -> str:
-    """`name` as a stored image: the real one if it is there, else a stand-in from Debian's package."""
+def standin_image(podman: Podman, name: str, base: str, workdir: Path) -> str:
+    """`name` (prom/prometheus or haproxy) as a stored image: the real one if it is there, else a
+    stand-in from Debian's package, built FROM `base`."""
     name = qualified(name)
-    key = recipe_key(PROMETHEUS_CONTAINERFILE, base)
+    containerfile = STANDINS[name.rsplit("/", 1)[-1].split(":")[0]]
+    key = recipe_key(containerfile, base)
     labels = podman.image_labels(name)
     if labels is not None and STANDIN_LABEL not in labels:
         return name  # the real image, pulled where a registry can be reached
     if labels is not None and labels[STANDIN_LABEL] == key:
         return name
-    context = workdir / "prometheus-standin"
+    context = workdir / f"{key}-standin"
     context.mkdir(exist_ok=True)
-    (context / "Containerfile").write_text(PROMETHEUS_CONTAINERFILE.format(base=base))
-    podman.build("--label", f"{STANDIN_LABEL}={key}", "-t", name, str(context), log_to=workdir / "prometheus-build.log")
+    (context / "Containerfile").write_text(containerfile.format(base=base))
+    podman.build("--label", f"{STANDIN_LABEL}={key}", "-t", name, str(context), log_to=context / "build.log")
     return name

@@ -41,6 +41,11 @@ def cpu_config() -> dict:
     return compose_config("cpu")
 
 
+@pytest.fixture(scope="module")
+def scale_config() -> dict:
+    return compose_config("scale")
+
+
 def assert_hardened(service: dict) -> None:
     assert service["read_only"] is True
     assert any(t.split(":")[0] == "/tmp" for t in service["tmpfs"])
@@ -98,7 +103,9 @@ def test_monitoring_mounts_match_the_config_files(config: dict) -> None:
     assert provider["type"] == "file" and provider["options"]["path"] == "/etc/grafana/dashboards"
     scrape = yaml.safe_load((REPO / "docker/prometheus/prometheus.yml").read_text())["scrape_configs"]
     (job,) = [j for j in scrape if j["job_name"] == "tap-restore"]
-    assert job["static_configs"][0]["targets"] == ["api:8000"] and job["scrape_interval"] == "5s"
+    (discovery,) = job["dns_sd_configs"]  # one target per container answering to "api"
+    assert discovery == {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "5s"}
+    assert job["scrape_interval"] == "5s"
 
 
 def stages(dockerfile: Path) -> dict[str, list[str]]:
@@ -160,3 +167,40 @@ def test_dockerignore_allows_exactly_what_is_copied() -> None:
                 sources = line.split()[1:-1]
                 assert set(sources) <= allowed, f"{dockerfile.name}: {line} copies something .dockerignore drops"
     assert not allowed & {".venv", ".git", "runs", "tests", "docs"}
+
+
+def test_scale_profile_puts_replicas_behind_the_load_balancer(scale_config: dict) -> None:
+    services = scale_config["services"]
+    replica, lb = services["api-replica"], services["lb"]
+    assert replica["profiles"] == ["scale"] and lb["profiles"] == ["scale"]
+    assert replica["deploy"]["replicas"] == 2
+    assert "api" in replica["networks"]["default"]["aliases"], "HAProxy and Prometheus find replicas as api"
+    assert not replica.get("ports"), "replicas are reached through the load balancer only"
+    assert {int(p["published"]) for p in lb["ports"]} == {8000}
+    assert_hardened({**replica, "ports": [{"target": 8000}]})
+    mounts = {v.split(":")[1]: v for v in lb["volumes"]}
+    assert mounts["/usr/local/etc/haproxy/haproxy.cfg"].endswith(":ro")
+
+
+HAPROXY_CFG = REPO / "docker/haproxy/haproxy.cfg"
+
+
+def test_haproxy_config_checks_readiness_and_retries_only_what_is_safe() -> None:
+    text = HAPROXY_CFG.read_text()
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    assert "http-check send meth GET uri /readyz" in lines and "http-check expect status 200" in lines
+    assert "server-template api 8 api:8000" in lines, "replicas found by DNS under the name api"
+    assert "option redispatch 1" in lines, "a retry goes to another replica"
+    retry_on = next(line for line in lines if line.startswith("retry-on "))
+    assert "503" not in retry_on.split(), "the service's 503 + Retry-After passes through to the client"
+    assert "http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS" in lines
+    timeout_server = next(line for line in lines if line.startswith("timeout server "))
+    assert int(timeout_server.split()[-1].rstrip("s")) > 60, "longer than the service's request deadline"
+
+
+def test_haproxy_accepts_the_config() -> None:
+    binary = shutil.which("haproxy")
+    if binary is None:
+        pytest.skip("haproxy not installed (Debian: apt-get install -y --no-install-recommends haproxy)")
+    result = subprocess.run([binary, "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr

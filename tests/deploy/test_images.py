@@ -18,9 +18,10 @@ import httpx
 import pytest
 from PIL import Image
 
+from bench.reliability.images import decode, encode, scene
+from bench.reliability.server import loopback_client
 from tests.conftest import SHARED_DATA
 from tests.deploy.containers import Podman
-from tests.service.conftest import decode, encode, scene
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +76,7 @@ def api(podman: Podman, cpu_image: str) -> Iterator[tuple[str, httpx.Client]]:
     podman("run", "-d", "--name", name, *RUN_HARDENED, "-p", "127.0.0.1::8000", cpu_image)
     try:
         port = podman("port", name, "8000/tcp").stdout.strip().rpartition(":")[2]
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        client = loopback_client(f"http://127.0.0.1:{port}", 60)
         deadline = time.monotonic() + 120
         while True:
             try:

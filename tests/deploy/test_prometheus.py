@@ -18,9 +18,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from bench.reliability.images import encode, png, scene
+from bench.reliability.scenario import BASE
+from bench.reliability.server import loopback_client
 from service.settings import Settings
 from tests.deploy.waiting import free_port, wait_for
-from tests.service.conftest import BASE, LiveServer, encode, png, scene
+from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ def prometheus(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> It
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    client = loopback_client(f"http://127.0.0.1:{port}", 10)
 
     def ready() -> bool:
         assert proc.poll() is None, f"Prometheus exited: {(root / 'prometheus.log').read_text()}"

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.reliability.scenario import BASE
 from service.settings import Settings
-from tests.service.conftest import BASE, LiveServer
+from tests.live_server import LiveServer
 
 API_KEY = "e2e-secret"
 WINDOW = (1280, 900)

@@ -1,6 +1,6 @@
 """Servers for the reliability tests: `tap-restore serve` subprocesses, so memory and signals are real.
 
-Settings start from tests/service/conftest.py BASE (64-px tiles, 2 MB uploads, 10 MP), which
+Settings start from bench.reliability.scenario BASE (64-px tiles, 2 MB uploads, 10 MP), which
 the reused corpus expects; each test overrides what its scenario needs.
 """
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.reliability.images import png
+from bench.reliability.scenario import BASE
 from bench.reliability.server import ServerProcess
-from tests.service.conftest import BASE, png
 
 API_KEY = "s3cret-Key"
 ALLOWED = "https://app.example"

@@ -1,6 +1,6 @@
 """The hostile-input corpus, in sequence, against one server process (issue 7)."""
 
-from tests.reliability.corpus import PROBES, run_corpus
+from bench.reliability.corpus import PROBES, run_corpus
 
 RSS_LIMIT_MB = 50  # measured: +2 MB; a single decoded 50000x50000 bomb would be 7.5 GB
 

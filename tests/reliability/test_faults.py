@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.reliability.images import encode, png, scene
+from bench.reliability.scenario import BASE
 from bench.reliability.server import ServerExited
 from service.bundle import MANIFEST, sha256_file, write_prompt
 from service.settings import Settings
-from tests.service.conftest import BASE, LiveServer, encode, png, scene
+from tests.live_server import LiveServer
 
 REFUSE_LIMIT_S = 30.0  # a damaged bundle must stop the start, not hang it; measured ~2 s
 

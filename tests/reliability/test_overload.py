@@ -1,24 +1,28 @@
 """Overload: open-loop arrivals past capacity on loopback (issue 7).
 
 The arrival rate is set from the service time measured just before, so "past capacity" holds
-on any machine (batching 2 tiles at most doubles the one-at-a-time rate); 4x stays well below
-the flood at which the event loop itself cannot triage uploads fast enough any more
-(bench.reliability.run shows that regime too).
+on any machine (batching 2 tiles at most doubles the one-at-a-time rate). At 30x, refusals
+must stay cheap: they are decided from the headers (service/shedding.py), before any body is
+read; bench.reliability.run measured 503 p95 29 ms and /healthz p95 24 ms there.
 """
+
+import pytest
 
 from bench.reliability.load import OVERLOAD_SETTINGS, overload, percentile
 from bench.reliability.soak import photo
 
-FACTOR = 4.0
 DURATION_S = 3.0
-REFUSAL_P95_S = 1.0  # "at once": a tenth of the 10-s deadline; measured 0.05-0.08 s
-HEALTH_P95_S = 0.5  # measured 0.02-0.03 s
+# Generous for a shared CI machine (single runs there measured up to 0.2 s): the bench's target is
+# 50 ms for both; with an httpx load generator a 30x flood took 3.2 s (p95) to refuse.
+REFUSAL_P95_S = 0.5
+HEALTH_P95_S = 0.5
 
 
-def test_past_capacity_refuses_fast_serves_within_deadline_and_stays_healthy(serve, tiny_bundle):
+@pytest.mark.parametrize("factor", [4.0, 30.0])
+def test_past_capacity_refuses_fast_serves_within_deadline_and_stays_healthy(serve, tiny_bundle, factor):
     server = serve(tiny_bundle, **OVERLOAD_SETTINGS)
     deadline_s = OVERLOAD_SETTINGS["request_timeout_s"]
-    rate, report = overload(server.url, server.client, photo(512, 512, "JPEG", 0), FACTOR, DURATION_S, deadline_s)
+    rate, report = overload(server.url, server.client, photo(512, 512, "JPEG", 0), factor, DURATION_S, deadline_s)
     summary = f"{rate:.0f}/s for {DURATION_S:g} s: {dict(report.statuses)}"
 
     assert set(report.statuses) == {200, 503}, summary  # no 504, no 5xx, no transport error

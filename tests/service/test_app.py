@@ -1,7 +1,6 @@
 """The service over real HTTP on loopback, with a tiny bundle exported by the test session."""
 
 import base64
-import io
 import json
 import threading
 import time
@@ -10,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 import pytest
-from PIL import Image
 
+from bench.reliability.corpus import BAD_INPUTS, GOOD_ODDITIES
+from bench.reliability.images import decode, encode, png, scene
 from service.bundle import write_json_atomic, write_prompt
-from tests.service.conftest import decode, encode, png, scene
 
 TASKS = ["haze", "rain", "raindrop", "snow"]
 
@@ -298,41 +297,6 @@ def test_deadline_gives_504(start_server, tiny_bundle):
 # ---- bad inputs (issue 7) -------------------------------------------------------------------
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    from tests.service.test_imaging import png_header_only as make
-
-    return make(width, height)
-
-
-def animated_gif() -> bytes:
-    frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (30, 220)]
-    buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=40)
-    return buf.getvalue()
-
-
-def exif_rotated_jpeg() -> bytes:
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    return encode(scene(20, 40), "JPEG", exif=exif.tobytes())
-
-
-def palette_with_transparency() -> bytes:
-    return encode(Image.fromarray(scene(16, 16)).quantize(8), transparency=0)
-
-
-GOOD_ODDITIES = {  # name: (bytes, expected output (mode, size))
-    "1x1": (encode(np.array([[[9, 99, 199]]], np.uint8)), ("RGB", (1, 1))),
-    "animated-gif": (animated_gif(), ("RGB", (30, 20))),
-    "cmyk-jpeg": (encode(Image.fromarray(scene(24, 24)).convert("CMYK"), "JPEG"), ("RGB", (24, 24))),
-    "16-bit-png": (encode(Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 100)), ("I;16", (20, 20))),
-    "gray-alpha": (encode(Image.fromarray(scene(16, 20)[:, :, :2])), ("LA", (20, 16))),
-    "palette-transparency": (palette_with_transparency(), ("RGBA", (16, 16))),
-    "exif-rotated-jpeg": (exif_rotated_jpeg(), ("RGB", (20, 40))),
-    "png-sent-as-text/plain": (png(), ("RGB", (64, 48))),
-}
-
-
 @pytest.mark.parametrize("name", list(GOOD_ODDITIES))
 def test_odd_but_valid_images_are_restored(server, name):
     data, (mode, size) = GOOD_ODDITIES[name]
@@ -341,66 +305,6 @@ def test_odd_but_valid_images_are_restored(server, name):
     assert r.status_code == 200, r.text
     out = decode(r.content)
     assert (out.mode, out.size) == (mode, size)
-
-
-def multipart(server, files=None, data=None, **kwargs):
-    return server.client.post("/restore", files=files, data=data, **kwargs)
-
-
-BAD_INPUTS = {  # name: (request builder, status, code, rejection reason)
-    "empty-body": (lambda s: s.client.post("/restore"), 422, "bad_request", "bad_request"),
-    "zero-byte-file": (lambda s: s.restore(b""), 422, "bad_image", "bad_image"),
-    "text-named-png": (lambda s: s.restore(b"just some text\n" * 10), 415, "unsupported_media_type", "bad_image"),
-    "truncated-png": (lambda s: s.restore(encode(scene(64, 64))[:300]), 422, "bad_image", "bad_image"),
-    "truncated-jpeg": (lambda s: s.restore(encode(scene(64, 64), "JPEG")[:400]), 422, "bad_image", "bad_image"),
-    "json-body": (
-        lambda s: s.client.post("/restore", json={"image": "x"}),
-        415,
-        "unsupported_media_type",
-        "bad_request",
-    ),
-    "bomb-50000x50000": (lambda s: s.restore(png_header_only(50_000, 50_000)), 413, "too_large", "too_large"),
-    "elongated-1x2000000": (
-        lambda s: s.restore(encode(np.zeros((1, 2_000_000, 3), np.uint8))),
-        413,
-        "too_large",
-        "too_large",
-    ),
-    "oversized-upload": (lambda s: s.restore(b"\0" * 2_100_000), 413, "too_large", "too_large"),
-    "oversized-chunked": (
-        lambda s: s.client.post(
-            "/restore",
-            content=iter(
-                [b'--b\r\nContent-Disposition: form-data; name="image"; filename="a"\r\n\r\n'] + [b"\0" * 100_000] * 25
-            ),
-            headers={"Content-Type": "multipart/form-data; boundary=b"},
-        ),
-        413,
-        "too_large",
-        "too_large",
-    ),
-    "missing-field": (
-        lambda s: multipart(s, files={"photo": ("a.png", png(), "image/png")}),
-        422,
-        "bad_request",
-        "bad_request",
-    ),
-    "unknown-degradation": (lambda s: s.restore(png(), degradation="fog"), 422, "unknown_degradation", "bad_request"),
-    "path-degradation": (
-        lambda s: s.restore(png(), degradation="../../etc/passwd"),
-        422,
-        "unknown_degradation",
-        "bad_request",
-    ),
-    "slash-degradation": (
-        lambda s: s.restore(png(), degradation="rain/..%2f"),
-        422,
-        "unknown_degradation",
-        "bad_request",
-    ),
-    "bad-format": (lambda s: s.restore(png(), format="gif"), 422, "bad_request", "bad_request"),
-    "bad-quality": (lambda s: s.restore(png(), format="jpeg", quality="0"), 422, "bad_request", "bad_request"),
-}
 
 
 @pytest.mark.parametrize("name", list(BAD_INPUTS))

@@ -3,8 +3,8 @@
 import pytest
 from PIL import Image
 
+from bench.reliability.images import encode, scene
 from service.cli import main
-from tests.service.conftest import encode, scene
 
 
 @pytest.fixture

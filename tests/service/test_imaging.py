@@ -1,27 +1,15 @@
 """Every input kind on purpose: decode -> (identity) -> encode gives back what came in."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from bench.reliability.images import decode, encode, png_header_only, scene
 from service import imaging
-from tests.service.conftest import decode, encode, scene
 
 MAX = 10_000_000
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims width x height, with no pixel data: a decompression bomb probe."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def roundtrip(data: bytes, fmt: str = "png") -> tuple[imaging.Decoded, Image.Image]:

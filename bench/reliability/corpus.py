@@ -1,11 +1,11 @@
 """The hostile-input corpus as one ordered list of probes, each with the answer the service documents.
 
-tests/service/test_app.py's BAD_INPUTS and GOOD_ODDITIES are reused as they are (it checks
-them one at a time on an in-process server); EXTRA adds header-only bombs in the other
-accepted formats, metadata bombs, 16-bit colour PNGs, malformed multipart and more hostile
-names. A probe sends through any server object with `.client` (httpx) and `.restore(...)`:
-tests/service's LiveServer or bench.reliability's ServerProcess. Statuses assume
-tests/service/conftest.py BASE settings (2 MB uploads, 10 MP, 64-px tiles).
+BAD_INPUTS and GOOD_ODDITIES are the probes tests/service/test_app.py checks one at a time on an
+in-process server; EXTRA adds header-only bombs in the other accepted formats, metadata bombs,
+16-bit colour PNGs, malformed multipart and more hostile names. A probe sends through any server
+object with `.client` (httpx) and `.restore(...)`: tests' LiveServer or bench.reliability's
+ServerProcess. Statuses assume bench.reliability.scenario BASE settings (2 MB uploads, 10 MP,
+64-px tiles).
 """
 
 import io
@@ -18,8 +18,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from tests.service.conftest import decode, encode, png, scene
-from tests.service.test_app import BAD_INPUTS, GOOD_ODDITIES
+from bench.reliability.images import decode, encode, png, png_chunk, png_header_only, scene
 
 Send = Callable[[object], httpx.Response]
 
@@ -33,10 +32,6 @@ class Probe:
     output: tuple[str, tuple[int, int]] | None = None  # (mode, size) of the restored image, for 200
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def raw_png(width: int, height: int, bit_depth: int, color_type: int, channels: int, extra: bytes = b"") -> bytes:
     """A PNG written by hand (Pillow cannot write 16-bit colour): noise rows, optional extra chunks."""
     rng = np.random.default_rng(0)
@@ -45,10 +40,10 @@ def raw_png(width: int, height: int, bit_depth: int, color_type: int, channels: 
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", ihdr)
+        + png_chunk(b"IHDR", ihdr)
         + extra
-        + _chunk(b"IDAT", zlib.compress(rows))
-        + _chunk(b"IEND", b"")
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
     )
 
 
@@ -75,13 +70,96 @@ def tiff_header(width: int, height: int) -> bytes:
 
 def text_bomb(kind: bytes, keyword: bytes) -> bytes:
     """A metadata chunk (zTXt, iCCP) that inflates to 16 MB (Pillow caps text chunks at 1 MB)."""
-    return _chunk(kind, keyword + b"\0\0" + zlib.compress(b"\0" * 16_000_000, 9))
+    return png_chunk(kind, keyword + b"\0\0" + zlib.compress(b"\0" * 16_000_000, 9))
 
 
-def saved(img: Image.Image, fmt: str, **options) -> bytes:
+def animated_gif() -> bytes:
+    frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (30, 220)]
     buf = io.BytesIO()
-    img.save(buf, format=fmt, **options)
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=40)
     return buf.getvalue()
+
+
+def exif_rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(scene(20, 40), "JPEG", exif=exif.tobytes())
+
+
+def palette_with_transparency() -> bytes:
+    return encode(Image.fromarray(scene(16, 16)).quantize(8), transparency=0)
+
+
+GOOD_ODDITIES = {  # name: (bytes, expected output (mode, size))
+    "1x1": (encode(np.array([[[9, 99, 199]]], np.uint8)), ("RGB", (1, 1))),
+    "animated-gif": (animated_gif(), ("RGB", (30, 20))),
+    "cmyk-jpeg": (encode(Image.fromarray(scene(24, 24)).convert("CMYK"), "JPEG"), ("RGB", (24, 24))),
+    "16-bit-png": (encode(Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 100)), ("I;16", (20, 20))),
+    "gray-alpha": (encode(Image.fromarray(scene(16, 20)[:, :, :2])), ("LA", (20, 16))),
+    "palette-transparency": (palette_with_transparency(), ("RGBA", (16, 16))),
+    "exif-rotated-jpeg": (exif_rotated_jpeg(), ("RGB", (20, 40))),
+    "png-sent-as-text/plain": (png(), ("RGB", (64, 48))),
+}
+
+
+def multipart(server, files=None, data=None, **kwargs):
+    return server.client.post("/restore", files=files, data=data, **kwargs)
+
+
+BAD_INPUTS = {  # name: (request builder, status, code, rejection reason)
+    "empty-body": (lambda s: s.client.post("/restore"), 422, "bad_request", "bad_request"),
+    "zero-byte-file": (lambda s: s.restore(b""), 422, "bad_image", "bad_image"),
+    "text-named-png": (lambda s: s.restore(b"just some text\n" * 10), 415, "unsupported_media_type", "bad_image"),
+    "truncated-png": (lambda s: s.restore(encode(scene(64, 64))[:300]), 422, "bad_image", "bad_image"),
+    "truncated-jpeg": (lambda s: s.restore(encode(scene(64, 64), "JPEG")[:400]), 422, "bad_image", "bad_image"),
+    "json-body": (
+        lambda s: s.client.post("/restore", json={"image": "x"}),
+        415,
+        "unsupported_media_type",
+        "bad_request",
+    ),
+    "bomb-50000x50000": (lambda s: s.restore(png_header_only(50_000, 50_000)), 413, "too_large", "too_large"),
+    "elongated-1x2000000": (
+        lambda s: s.restore(encode(np.zeros((1, 2_000_000, 3), np.uint8))),
+        413,
+        "too_large",
+        "too_large",
+    ),
+    "oversized-upload": (lambda s: s.restore(b"\0" * 2_100_000), 413, "too_large", "too_large"),
+    "oversized-chunked": (
+        lambda s: s.client.post(
+            "/restore",
+            content=iter(
+                [b'--b\r\nContent-Disposition: form-data; name="image"; filename="a"\r\n\r\n'] + [b"\0" * 100_000] * 25
+            ),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        ),
+        413,
+        "too_large",
+        "too_large",
+    ),
+    "missing-field": (
+        lambda s: multipart(s, files={"photo": ("a.png", png(), "image/png")}),
+        422,
+        "bad_request",
+        "bad_request",
+    ),
+    "unknown-degradation": (lambda s: s.restore(png(), degradation="fog"), 422, "unknown_degradation", "bad_request"),
+    "path-degradation": (
+        lambda s: s.restore(png(), degradation="../../etc/passwd"),
+        422,
+        "unknown_degradation",
+        "bad_request",
+    ),
+    "slash-degradation": (
+        lambda s: s.restore(png(), degradation="rain/..%2f"),
+        422,
+        "unknown_degradation",
+        "bad_request",
+    ),
+    "bad-format": (lambda s: s.restore(png(), format="gif"), 422, "bad_request", "bad_request"),
+    "bad-quality": (lambda s: s.restore(png(), format="jpeg", quality="0"), 422, "bad_request", "bad_request"),
+}
 
 
 def _upload(data: bytes, **form: str) -> Send:
@@ -97,10 +175,10 @@ def _fields(count: int, filename: bool) -> str:
     return f"--b\r\nContent-Disposition: form-data; {disposition}\r\n\r\nx\r\n" * count + "--b--\r\n"
 
 
-_gif = saved(Image.fromarray(scene(20, 30)), "GIF")
+_gif = encode(Image.fromarray(scene(20, 30)), "GIF")
 _webp = encode(scene(40, 40), "WEBP")
-_apng = saved(Image.fromarray(scene(20, 20)), "PNG", save_all=True, append_images=[Image.fromarray(scene(20, 20, 1))])
-_float_tiff = saved(Image.fromarray(np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)), "TIFF")
+_apng = encode(Image.fromarray(scene(20, 20)), "PNG", save_all=True, append_images=[Image.fromarray(scene(20, 20, 1))])
+_float_tiff = encode(Image.fromarray(np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)), "TIFF")
 
 EXTRA = [
     Probe("bomb-jpeg-header-65000x65000", _upload(jpeg_header(65_000, 65_000)), 413, "too_large"),
