@@ -26,6 +26,7 @@ from training.loops import autocast_for, build_training_set, classifier_views, i
 log = logging.getLogger(__name__)
 
 BANK_FILE = "view_bank.pt"
+TRAINING_ONLY = ("frozen_levels", "bank_epochs")  # classifier settings that leave the bank as it was
 
 
 @dataclass
@@ -55,7 +56,8 @@ def draw_bank(cfg: TrainConfig, tasks: list[str], count: int, batch: int = 32) -
 
 def cached_bank(cfg: TrainConfig, tasks: list[str], count: int, path: Path) -> ViewBank:
     """draw_bank, kept in the run folder: a rerun with the same data and view config reuses it."""
-    key = repr((to_dict(cfg)["data"], to_dict(cfg)["classifier"], cfg.seed, tasks, count))
+    view = {k: v for k, v in to_dict(cfg)["classifier"].items() if k not in TRAINING_ONLY}
+    key = repr((to_dict(cfg)["data"], view, cfg.seed, tasks, count))
     if path.is_file():
         saved = torch.load(path)
         if saved["key"] == key:

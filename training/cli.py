@@ -9,6 +9,9 @@ from pathlib import Path
 
 from training.config import DataConfig, load_config
 
+RESTORATION_BUDGET = 2_750_000  # TAP's restoration network: backbone + prompts
+CLASSIFIER_BUDGET = 1_000_000  # the auto-mode classifier's own budget (DESIGN.md)
+
 
 def _config(args: argparse.Namespace):
     cfg = load_config(args.config, args.overrides)
@@ -31,11 +34,14 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print(f"{'part':<32}{'parameters':>12}{'share':>9}")
     for part, count in budget.items():
         print(f"{part:<32}{count:>12,}{count / total:>9.2%}")
-    limit = 2_750_000
-    print(
-        f"budget: {total:,} of {limit:,} ({'within' if total <= limit else 'OVER'}); "
-        f"one task's prompt vector = {model.prompt_dim / total:.3%} of total (limit 0.5%)"
-    )
+    classifier = budget["degradation encoder + keys"]
+    restoration = total - classifier
+    for what, count, limit in (
+        ("restoration network (backbone + prompts)", restoration, RESTORATION_BUDGET),
+        ("auto-mode classifier (encoder + keys)", classifier, CLASSIFIER_BUDGET),
+    ):
+        print(f"budget, {what}: {count:,} of {limit:,} ({'within' if count <= limit else 'OVER'})")
+    print(f"one task's prompt vector = {model.prompt_dim / restoration:.3%} of the restoration network (limit 0.5%)")
 
 
 def training_photo_crops(clean_dir: Path, n: int, size: int) -> list:

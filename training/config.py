@@ -61,6 +61,10 @@ class DataConfig:
     weather_photos_dir: str = ""
     weather_photos_weight: float = 0.0
     weather_photos_synthetic_prob: float = 0.0
+    # Synthetic weather's task mix, one weight per task (rain, raindrop, haze, snow); empty = uniform
+    # (the same draws as before it existed). The classifier's real photos have rain and fog, not
+    # raindrops or falling snow: weight the synthetic set toward what the real set lacks.
+    synthetic_task_weights: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -75,6 +75,20 @@ def random_photo_crop(images: Sequence[np.ndarray], crop: int, rng: np.random.Ge
     return patch.astype(np.float32) / 255.0
 
 
+def task_probabilities(weights: Sequence[float], count: int) -> np.ndarray | None:
+    """Per-task sampling probabilities from data.synthetic_task_weights; None (no weights) = uniform."""
+    if not weights:
+        return None
+    if len(weights) != count or min(weights) < 0 or sum(weights) <= 0:
+        raise DataError(f"synthetic_task_weights needs {count} weights >= 0 with a positive sum, got {list(weights)}")
+    return np.asarray(weights, np.float64) / float(sum(weights))
+
+
+def draw_task(rng: np.random.Generator, count: int, probs: np.ndarray | None) -> int:
+    """A task index: uniform as always without weights (the same rng draw: older mixtures unchanged)."""
+    return int(rng.integers(count)) if probs is None else int(rng.choice(count, p=probs))
+
+
 class EpochSampled(Dataset):
     """A source drawn on the fly: item `index` of epoch `epoch` is `sample(rng)` with an rng seeded
     by (seed, epoch, index), so it is the same in any DataLoader worker and on any rerun."""
@@ -114,6 +128,7 @@ class SyntheticWeather(EpochSampled):
         generators: Mapping[str, synth.WeatherFn] | None = None,
         version: int = 1,
         streaks_dir: Path | None = None,
+        task_weights: Sequence[float] = (),
     ) -> None:
         if generators is None:  # v2 rain composites rendered streak layers, read once here
             streaks = StreakBank.load(Path(streaks_dir)) if version >= 2 and streaks_dir else None
@@ -130,6 +145,7 @@ class SyntheticWeather(EpochSampled):
         self.tasks = list(tasks)
         self.crop, self.length, self.severity = crop, length, severity
         self.clean_prob, self.mixed_prob, self.seed = clean_prob, mixed_prob, seed
+        self.task_probs = task_probabilities(task_weights, len(self.tasks))
         self.epoch = 0
 
     def sample(self, rng: np.random.Generator) -> dict:
@@ -137,7 +153,7 @@ class SyntheticWeather(EpochSampled):
         gt = random_photo_crop(self.images, self.crop, rng)
         if rng.random() < self.clean_prob:
             return {"lq": to_tensor(gt), "gt": to_tensor(gt), "task": len(self.tasks)}
-        task = int(rng.integers(len(self.tasks)))
+        task = draw_task(rng, len(self.tasks), self.task_probs)
         lq = synth.apply(self.tasks[task], gt, rng, float(rng.uniform(*self.severity)), self.generators)
         if rng.random() < self.mixed_prob:
             other = self.tasks[int(rng.integers(len(self.tasks)))]
@@ -297,6 +313,7 @@ class LabelledPhotos:
         generators: Mapping[str, synth.WeatherFn],
         synthetic_prob: float = 0.0,
         severity: tuple[float, float] = (0.1, 1.0),
+        task_weights: Sequence[float] = (),
     ) -> None:
         classes = [*tasks, "clean"]
         missing = sorted({FOLDER_CLASS[f] for f in FOLDER_CLASS} - set(classes))
@@ -306,12 +323,13 @@ class LabelledPhotos:
         self.folders = [(classes.index(FOLDER_CLASS[f]), [read_rgb(p) for p in paths]) for f, paths in photos.items()]
         self.tasks, self.crop, self.generators = list(tasks), crop, generators
         self.synthetic_prob, self.severity = synthetic_prob, severity
+        self.task_probs = task_probabilities(task_weights, len(self.tasks))
 
     def sample(self, rng: np.random.Generator) -> dict:
         label, images = self.folders[int(rng.integers(len(self.folders)))]
         gt = random_photo_crop(images, self.crop, rng)
         if label == len(self.tasks) and rng.random() < self.synthetic_prob:
-            task = int(rng.integers(len(self.tasks)))
+            task = draw_task(rng, len(self.tasks), self.task_probs)
             lq = synth.apply(self.tasks[task], gt, rng, float(rng.uniform(*self.severity)), self.generators)
             return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": task}
         return {"lq": to_tensor(gt), "gt": to_tensor(gt), "task": label}
@@ -415,7 +433,13 @@ def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: 
         add(
             d.weather_photos_weight,
             lambda: LabelledPhotos(
-                Path(d.weather_photos_dir), tasks, d.crop, generators, d.weather_photos_synthetic_prob, severity
+                Path(d.weather_photos_dir),
+                tasks,
+                d.crop,
+                generators,
+                d.weather_photos_synthetic_prob,
+                severity,
+                d.synthetic_task_weights,
             ),
         )
     real = [entry for entry in d.real_pairs if entry.partition("=")[0] in tasks]  # add-task models may lack one

@@ -203,6 +203,7 @@ def synthetic_from(cfg: TrainConfig, tasks: list[str], **overrides) -> Synthetic
         "seed": cfg.seed,
         "version": d.synth_version,
         "streaks_dir": Path(d.streaks_dir) if d.streaks_dir else None,
+        "task_weights": d.synthetic_task_weights,
     }
     return SyntheticWeather(Path(d.clean_dir), tasks, d.crop, **(options | overrides))
 

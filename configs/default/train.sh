@@ -29,7 +29,14 @@ else
     tap-train tune-classifier --config configs/default/classifier.yaml --init "$RUN/tune-raindrop/model.safetensors" \
         --out "$RUN/classifier"
 fi
-tap-train evaluate "$RUN/classifier/model.safetensors" --out "$RUN/eval" --synthetic 8 \
-    --paired "rain=$VAL/rain100h" --paired "haze=$VAL/sots-indoor" --real "$DATA/real" --json "$RUN/eval/summary.json"
-tap-train export "$RUN/classifier" --out artifacts/default --model-version "$VERSION" --fp16 \
+# Auto mode on real photos (issue 29): the classifier fine-tuned on the weather-photos train split
+# beside synthetic weather, then its temperature and rule fitted on the dev split.
+tap-train tune-classifier --config configs/default/classifier-real.yaml --init "$RUN/classifier/model.safetensors" \
+    --out "$RUN/classifier-real"
+tap-train calibrate "$RUN/classifier-real/model.safetensors" --weather-photos "$DATA/weather-photos" \
+    --out "$RUN/calibrated"
+tap-train evaluate "$RUN/calibrated/model.safetensors" --out "$RUN/eval" --synthetic 8 \
+    --paired "rain=$VAL/rain100h" --paired "haze=$VAL/sots-indoor" --real "$DATA/real" \
+    --weather-photos "$DATA/weather-photos" --json "$RUN/eval/summary.json"
+tap-train export "$RUN/calibrated" --out artifacts/default --model-version "$VERSION" --fp16 \
     --metrics "$RUN/eval/summary.json" --recipe configs/default/README.md

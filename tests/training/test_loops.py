@@ -211,7 +211,10 @@ def test_cli_errors_are_clear(tmp_path, capsys, pretrained):
 def test_model_info_prints_the_budget(capsys):
     assert tap_train(["model-info"]) == 0
     out = capsys.readouterr().out
-    assert "backbone" in out and "within" in out and "degradation encoder" in out
+    assert "backbone" in out and "degradation encoder" in out
+    # the two budgets apart: TAP's restoration network and the auto-mode classifier's own
+    assert "budget, restoration network (backbone + prompts): 2,478,483 of 2,750,000 (within)" in out
+    assert "budget, auto-mode classifier (encoder + keys): 196,192 of 1,000,000 (within)" in out
 
 
 @pytest.mark.slow
