@@ -16,6 +16,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from model.blocks import inference_form
 from model.net import TAPNet
 from service.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file, write_json_atomic, write_prompt
 
@@ -28,8 +29,10 @@ PARITY_SIZES = ((1, 64, 96), (3, 123, 77))  # deliberately unlike the export exa
 class BackboneGraph(nn.Module):
     """image (N,3,H,W) float32 0..1, prompt (N,D) -> restored (N,3,H,W) float32 0..1."""
 
-    def __init__(self, model: TAPNet, half: bool = False) -> None:
+    def __init__(self, model: TAPNet, half: bool = False, fused: bool = False) -> None:
         super().__init__()
+        if fused:  # same outputs in ops that keep onnxruntime's CPU convs in their blocked layout
+            model = inference_form(model)
         self.model = copy.deepcopy(model).half() if half else model
         self.dtype = torch.float16 if half else torch.float32
 
@@ -68,9 +71,12 @@ def _export(graph: nn.Module, args: tuple, path: Path, names: tuple[list[str], l
     )
 
 
-def export_backbone(model: TAPNet, path: Path, half: bool = False) -> None:
+def export_backbone(model: TAPNet, path: Path, half: bool = False, fused: bool = True) -> None:
+    """The backbone graph; fp32 in the fused inference form unless `fused` is False (the form
+    bundles up to tap-default-20261203 shipped). fp16 keeps the plain form: its conv-written
+    variance could overflow in half precision."""
     example = (torch.rand(2, 3, 64, 64), model.task_vectors()[:1].detach().repeat(2, 1))
-    graph = BackboneGraph(model, half=half).eval()
+    graph = BackboneGraph(model, half=half, fused=fused and not half).eval()
     _export(graph, example, path, (["image", "prompt"], ["restored"]), {"image": (0, 2, 3), "prompt": (0,)})
 
 
