@@ -19,6 +19,7 @@ from torch import nn
 from model.blocks import inference_form
 from model.net import TAPNet
 from service.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file, write_json_atomic, write_prompt
+from training.quantize import Int8Job, quantize_bundle
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,12 @@ def export_bundle(
     fp16: bool = False,
     triton_dir: Path | None = None,
     weights: Path | None = None,
+    int8: Int8Job | None = None,
 ) -> Path:
     """Write a complete, verified bundle to `out_dir` (replaced atomically if it exists).
 
     `weights`: a model.safetensors to keep beside the graphs, so a longer run can start from it.
+    `int8`: also add the INT8 CPU backbones (training.quantize; `tap-train quantize` does it later).
     """
     model = model.eval().cpu()
     out_dir = Path(out_dir)
@@ -219,6 +222,8 @@ def export_bundle(
     if fp16:
         manifest["fp16_psnr_vs_fp32_db"] = round(fp16_psnr(staging), 2)
     write_json_atomic(staging / MANIFEST, manifest)
+    if int8 is not None:
+        quantize_bundle(staging, int8)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
