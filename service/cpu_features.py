@@ -23,7 +23,7 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
         text = cpuinfo.read_text()
     except OSError:
         return frozenset()
-    for line in text.splitlines():
+    for line in text.strip().split("\n\n", 1)[0].splitlines():  # the first processor's block
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             return frozenset(value.split())

@@ -216,7 +216,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 def _int8_job(args: argparse.Namespace):
     from training.quantize import default_job
 
-    job = default_job(Path(args.data), crops_per_folder=args.crops, crop=args.crop)
+    folders = {"folders": tuple(args.folders)} if args.folders else {}
+    job = default_job(Path(args.data), crops_per_folder=args.crops, crop=args.crop, **folders)
     if args.paired:
         paired = tuple((Path(d), t) for t, _, d in (e.partition("=") for e in args.paired))
         job = dataclasses.replace(job, paired=paired)
@@ -236,6 +237,7 @@ def int8_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="../shared/data", help="calibration folders, validation/ and real/ under it")
     p.add_argument("--crops", type=int, default=6, help="calibration crops per folder (each under every prompt)")
     p.add_argument("--crop", type=int, default=192, help="calibration crop side")
+    p.add_argument("--folders", nargs="+", help="calibration folders under DATA (default: training.quantize's)")
     p.add_argument("--paired", action="append", default=[], help="task=DIR quality sets (default: DATA/validation)")
 
 

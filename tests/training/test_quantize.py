@@ -74,7 +74,8 @@ def test_a_stale_int8_file_is_refused(tiny_int8_bundle, tmp_path):
 def test_quantize_command_adds_int8_to_an_existing_bundle(bundle_copy, tmp_path, capsys):
     data = drawn_data(tmp_path / "data", scenes=3, pairs=1)
     before = json.loads((bundle_copy / "manifest.json").read_text())
-    assert tap_train(["quantize", str(bundle_copy), "--data", str(data), "--crops", "2", "--crop", "32"]) == 0
+    args = ["quantize", str(bundle_copy), "--data", str(data), "--folders", "clean", "--crops", "2", "--crop", "32"]
+    assert tap_train(args) == 0
     assert "rain100h" in capsys.readouterr().out
     after = load_bundle(bundle_copy).manifest
     assert after["files"]["backbone.onnx"] == before["files"]["backbone.onnx"]  # fp32 untouched
