@@ -235,7 +235,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 def int8_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="../shared/data", help="calibration folders, validation/ and real/ under it")
-    p.add_argument("--crops", type=int, default=6, help="calibration crops per folder (each under every prompt)")
+    p.add_argument("--crops", type=int, default=3, help="calibration crops per folder (each under every prompt)")
     p.add_argument("--crop", type=int, default=192, help="calibration crop side")
     p.add_argument("--folders", nargs="+", help="calibration folders under DATA (default: training.quantize's)")
     p.add_argument("--paired", action="append", default=[], help="task=DIR quality sets (default: DATA/validation)")

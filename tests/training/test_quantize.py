@@ -37,14 +37,20 @@ def test_both_int8_files_are_listed_hashed_and_described(tiny_int8_bundle):
     assert quality["n"] == 2 and {f"psnr_y_{k}" for k in ("backbone", *INT8_KEYS)} <= set(quality)
 
 
-def test_first_and_last_conv_and_the_norm_averages_stay_fp32(tiny_int8_bundle):
+def test_first_and_last_conv_and_the_norm_variances_stay_fp32(tiny_int8_bundle):
     kept = kept_fp32(tiny_int8_bundle / "backbone.onnx")
     graph = onnx.load(str(tiny_int8_bundle / "backbone_int8.onnx")).graph
     producers = {out: node for node in graph.node for out in node.output}
-    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    by_name = {n.name: n for n in graph.node}
+    kinds = {by_name[name].op_type for name in kept}
+    assert kinds == {"Conv", "Add"}  # convs, and the `variance + eps` adds
     for name in kept:
-        weight = producers.get(convs[name].input[1])
-        assert weight is None or weight.op_type != "DequantizeLinear", name  # an fp32 initializer
+        node = by_name[name]
+        if node.op_type == "Conv":
+            weight = producers.get(node.input[1])
+            assert weight is None or weight.op_type != "DequantizeLinear", name  # an fp32 initializer
+        else:
+            assert not any(producers.get(i) and producers[i].op_type == "DequantizeLinear" for i in node.input), name
     quantized = [n for n in graph.node if n.op_type == "Conv" and producers.get(n.input[1]) is not None]
     assert len(quantized) > len(kept)
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
