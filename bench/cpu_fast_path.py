@@ -106,6 +106,7 @@ def throughput_rows(bundle: Path, args: argparse.Namespace, log_dir: Path) -> tu
     """requests/s through real servers: today's default (one session, all threads) vs workers."""
     h, w = (96, 128) if args.quick else (480, 640)
     tiles = {"tile_size": 64, "tile_overlap": 16} if args.quick else {}
+    tiles["max_batch"] = args.max_batch  # every server alike; 8 tiles x 2 sessions x 3 servers ran out of memory
     configs = {
         "one session, onnxruntime's threads (today's default)": {"workers": 1, "intra_op_threads": 0},
         "workers: one session of 1 thread per CPU": {"workers": 0},
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", type=int, nargs="+", help="square input sides (default 512 768; --quick 64)")
     parser.add_argument("--repeats", type=int, help="interleaved rounds (default 5; --quick 2)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--max-batch", type=int, default=2, help="the servers' TAP_MAX_BATCH (all alike)")
     parser.add_argument("--synthetic", type=int, help="synthetic images per weather (default 4; --quick 1)")
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="clean/ for synthetic weather")
     return parser
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> Report:
             ["input", "variant", "ms", "vs plain fp32", "vs fp32 rewrite", "GFLOP/s", "of peak"], speed, "llrrrrr"
         ),
         "",
-        f"## Service throughput (requests/s, {inputs}; real uvicorn servers, interleaved)",
+        f"## Service throughput (requests/s, {inputs}; real uvicorn servers, max_batch {args.max_batch}, interleaved)",
         "",
         md_table(["concurrency", "configuration", "requests/s", "vs today's default"], throughput, "rlrr"),
         "",
