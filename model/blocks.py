@@ -7,6 +7,8 @@ The architecture-1 variants (global channel attention, pixel-shuffle upsampling)
 checkpoints of the first bundled model still load.
 """
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -124,3 +126,114 @@ class BilinearUpsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(self.conv(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+# ---- inference form: the same function, in ops that keep onnxruntime's blocked conv layout ----
+
+
+def _conv(weight: torch.Tensor, bias: torch.Tensor | None, groups: int = 1, padding: int = 0) -> nn.Conv2d:
+    """A Conv2d holding the given (detached) weights."""
+    out, inp, k = weight.shape[0], weight.shape[1] * groups, weight.shape[-1]
+    conv = nn.Conv2d(inp, out, k, padding=padding, groups=groups, bias=bias is not None)
+    conv.weight.data.copy_(weight)
+    if bias is not None:
+        conv.bias.data.copy_(bias)
+    return conv
+
+
+def _halves(conv: nn.Conv2d) -> tuple[nn.Conv2d, nn.Conv2d]:
+    """The two convs giving the first and the second half of `conv`'s output channels."""
+    half = conv.out_channels // 2
+    groups = max(1, conv.groups // 2)  # depthwise: each half sees its own half of the inputs
+    w, b, pad = conv.weight.detach(), conv.bias.detach(), conv.padding[0]
+    return _conv(w[:half], b[:half], groups, pad), _conv(w[half:], b[half:], groups, pad)
+
+
+def _after_norm(norm: LayerNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
+    """`conv` with the norm's per-channel affine folded in: conv(w * z + b) = conv'(z)."""
+    w, b = norm.weight.detach().flatten(), norm.bias.detach().flatten()
+    weight = conv.weight.detach()
+    return _conv(weight * w.view(1, -1, 1, 1), conv.bias.detach() + weight.flatten(1) @ b, conv.groups)
+
+
+def _scaled(conv: nn.Conv2d, scale: nn.Parameter) -> nn.Conv2d:
+    """`conv` followed by a per-channel scale: conv(y) * s = conv'(y)."""
+    s = scale.detach().flatten()
+    return _conv(conv.weight.detach() * s.view(-1, 1, 1, 1), conv.bias.detach() * s, conv.groups)
+
+
+class ConvChannelNorm(nn.Module):
+    """Layer norm over channels, without affine, with the channel means written as 1x1 convs.
+
+    A LayerNormalization node over channels needs a transpose to channels-last and back around
+    it; a C -> 1 conv with weights 1/C (a GEMV) computes the same mean in the conv layout, and
+    the rest is elementwise with a 1-channel broadcast.
+    """
+
+    def __init__(self, channels: int, eps: float) -> None:
+        super().__init__()
+        self.register_buffer("average", torch.full((1, channels, 1, 1), 1.0 / channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centered = x - F.conv2d(x, self.average)  # (N, C, H, W) - (N, 1, H, W)
+        var = F.conv2d(centered * centered, self.average)  # (N, 1, H, W)
+        return centered * torch.rsqrt(var + self.eps)
+
+
+class AffineConvNorm(ConvChannelNorm):
+    """LayerNorm2d's inference form where no conv follows to take its affine."""
+
+    def __init__(self, norm: LayerNorm2d) -> None:
+        super().__init__(norm.weight.shape[1], norm.eps)
+        self.weight, self.bias = nn.Parameter(norm.weight.detach().clone()), nn.Parameter(norm.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.weight + self.bias
+
+
+class FusedNAFBlock(nn.Module):
+    """NAFBlock's inference form: the same outputs within float rounding, in fewer layout changes.
+
+    The gate's two halves come from two half-width convs (no Split), the norms' affines are
+    folded into the 1x1 convs after them and the residual scales into the convs before them.
+    """
+
+    def __init__(self, block: NAFBlock) -> None:
+        super().__init__()
+        channels = block.norm1.weight.shape[1]
+        self.norm1 = ConvChannelNorm(channels, block.norm1.eps)
+        self.conv1_a, self.conv1_b = _halves(_after_norm(block.norm1, block.conv1))
+        self.dw_a, self.dw_b = _halves(block.dwconv)
+        self.sca = copy.deepcopy(block.sca)
+        self.conv3 = _scaled(block.conv3, block.beta)
+        self.norm2 = ConvChannelNorm(channels, block.norm2.eps)
+        self.conv4_a, self.conv4_b = _halves(_after_norm(block.norm2, block.conv4))
+        self.conv5 = _scaled(block.conv5, block.gamma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.norm1(x)
+        x = x + self.conv3(self.sca(self.dw_a(self.conv1_a(z)) * self.dw_b(self.conv1_b(z))))
+        z = self.norm2(x)
+        return x + self.conv5(self.conv4_a(z) * self.conv4_b(z))
+
+
+def inference_form(module: nn.Module) -> nn.Module:
+    """A copy of `module` with every NAFBlock and LayerNorm2d in its inference form.
+
+    Exact up to float rounding (tests/model/test_blocks.py); exported graphs use it because
+    onnxruntime's CPU convs then stay in their blocked layout (bench/results/cpu_fast_path.md).
+    """
+    module = copy.deepcopy(module)
+    _swap_in(module)
+    return module
+
+
+def _swap_in(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, NAFBlock):
+            setattr(module, name, FusedNAFBlock(child))
+        elif isinstance(child, LayerNorm2d):
+            setattr(module, name, AffineConvNorm(child))
+        else:
+            _swap_in(child)

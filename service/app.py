@@ -51,7 +51,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(engine.warmup)
     else:
         engine.warmed = True
-    batcher = Batcher(engine.run_backbone, settings.max_batch, settings.max_delay_ms / 1000.0, settings.queue_size)
+    batcher = Batcher(
+        engine.run_backbone, settings.max_batch, settings.max_delay_ms / 1000.0, settings.queue_size, engine.workers
+    )
     batcher.start()
     app.state.engine, app.state.batcher = engine, batcher
     app.state.pipeline = Pipeline(engine, batcher, settings)

@@ -3,8 +3,10 @@
 N requests in -> N results or N individual errors out. A request `admit`s its tile count
 against a bounded capacity (`QueueFull` at once when over), then `run`s its tiles and
 awaits one future. A single asyncio task gathers same-shaped tiles, oldest first, up to
-`max_batch` or until the oldest has waited `max_delay`, and runs them in one worker
-thread, so the event loop (and the health checks) stay responsive. A failing batch is
+`max_batch` or until the oldest has waited `max_delay`, and runs them in a worker thread,
+so the event loop (and the health checks) stay responsive. With `workers` > 1 that many
+batches run at once (the engine holds one onnxruntime session per worker): on a CPU, sessions
+of one thread each scale better than one session of many threads. A failing batch is
 retried one item at a time, so only the request with the bad input fails.
 """
 
@@ -83,16 +85,23 @@ class Item:
 
 class Batcher:
     def __init__(
-        self, run_batch: RunBatch, max_batch: int = 8, max_delay_s: float = 0.005, capacity: int = 512
+        self,
+        run_batch: RunBatch,
+        max_batch: int = 8,
+        max_delay_s: float = 0.005,
+        capacity: int = 512,
+        workers: int = 1,
     ) -> None:
-        self.run_batch = run_batch
+        self.run_batch = run_batch  # thread-safe for `workers` concurrent calls
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self.capacity = capacity  # tiles admitted and not finished
         self._in_flight = 0
         self._pending: deque[Item] = deque()
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tap-infer")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tap-infer")
+        self._free_workers = asyncio.Semaphore(workers)
+        self._running: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
         self._closing = False
 
@@ -120,6 +129,8 @@ class Batcher:
                 for item in self._pending:
                     self._fail(item.job, QueueFull("service is shutting down"))
                 self._pending.clear()
+        if self._running:
+            await asyncio.wait(self._running)
         self._executor.shutdown(wait=True)
 
     def saturated(self) -> str | None:
@@ -187,11 +198,24 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            await self._gather()
-            batch = self._take()
-            metrics.QUEUE_DEPTH.set(len(self._pending))
-            if batch:
-                await self._execute(loop, batch)
+            await self._free_workers.acquire()
+            batch = []
+            if self._pending:  # withdrawn while waiting for a worker?
+                await self._gather()
+                batch = self._take()
+                metrics.QUEUE_DEPTH.set(len(self._pending))
+            if not batch:
+                self._free_workers.release()
+                continue
+            task = loop.create_task(self._execute_then_free(loop, batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _execute_then_free(self, loop: asyncio.AbstractEventLoop, batch: list[Item]) -> None:
+        try:
+            await self._execute(loop, batch)
+        finally:
+            self._free_workers.release()
 
     async def _gather(self) -> None:
         """Wait until max_batch same-shape tiles are queued or the oldest waited max_delay."""

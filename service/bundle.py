@@ -1,8 +1,9 @@
 """Read, verify and extend the artifact bundle: the contract between training and serving.
 
 Layout (DESIGN.md): manifest.json, backbone.onnx, classifier.onnx, optional
-backbone_fp16.onnx, prompts/<task>.npy. Every file is listed in manifest["files"] with
-its sha256. This module is numpy-only so the service and the exporter share it.
+backbone_fp16.onnx, optional backbone_int8.onnx and backbone_int8_rr.onnx (quantized from
+backbone.onnx, whose hash the manifest's "int8" entry names), prompts/<task>.npy. Every file
+is listed in manifest["files"] with its sha256. This module is numpy-only so the service and the exporter share it.
 """
 
 import hashlib
@@ -19,6 +20,8 @@ import numpy as np
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PROMPT_DIR = "prompts"
+INT8_KEYS = ("backbone_int8", "backbone_int8_rr")  # 8-bit weights (VNNI/AMX), 7-bit weights (reduce_range)
+MODEL_KEYS = ("backbone", "classifier", "backbone_fp16", *INT8_KEYS)
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,7 @@ class Bundle:
         return int(self.manifest["prompt_dim"])
 
     def path(self, key: str) -> Path:
-        """Path of a model file by manifest key: 'backbone', 'backbone_fp16' or 'classifier'."""
+        """Path of a model file by manifest key (MODEL_KEYS)."""
         entry = self.manifest.get(key)
         if entry is None:
             raise BundleError(f"{self.root / MANIFEST}: bundle has no {key!r} model")
@@ -101,9 +104,16 @@ def load_bundle(root: Path) -> Bundle:
     """Verify the manifest and every model file; prompts are verified one by one later."""
     root = Path(root)
     manifest = read_manifest(root)
-    for key in ("backbone", "classifier", "backbone_fp16"):
+    for key in MODEL_KEYS:
         if key in manifest:
             verify_file(root, manifest, manifest[key]["file"])
+    if any(key in manifest for key in INT8_KEYS):
+        source = manifest.get("int8", {}).get("source", {})
+        if source.get("sha256") != manifest["files"].get(manifest["backbone"]["file"]):
+            raise BundleError(
+                f"{root / MANIFEST}: the int8 backbones were quantized from another {manifest['backbone']['file']} "
+                f"(re-run `tap-train quantize {root}`)"
+            )
     return Bundle(root=root, manifest=manifest)
 
 

@@ -8,6 +8,7 @@ classifier was exported with take part in auto mode).
 
 import logging
 import os
+import queue
 import sys
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from service import metrics
+from service import cpu_features, metrics
 from service.auto_rule import CLEAN, AutoRule, Decision
 from service.bundle import MANIFEST, TASK_NAME, Bundle, BundleError, load_bundle, load_prompts
 from service.classifier_view import ClassifierView
@@ -45,6 +46,8 @@ def _cuda_possible() -> bool:
 
 
 def providers_for(settings: Settings) -> list:
+    if settings.precision == "int8":  # CPU only: the CUDA provider has no fast int8 convs
+        return [CPU]
     wants_cuda = settings.device == "cuda" or (settings.device == "auto" and _cuda_possible())
     if not wants_cuda:
         return [CPU]
@@ -56,8 +59,26 @@ def providers_for(settings: Settings) -> list:
     return [(CUDA, CUDA_OPTIONS), CPU]
 
 
+def backbone_key(settings: Settings, flags: frozenset[str]) -> str:
+    """The manifest key of the backbone to run: by precision, and for int8 by the CPU's flags."""
+    if settings.precision == "int8":
+        return cpu_features.int8_backbone_key(flags)
+    return "backbone_fp16" if settings.precision == "fp16" else "backbone"
+
+
+def worker_count(settings: Settings, providers: list) -> int:
+    """Backbone sessions to run in parallel: settings.workers, or one per available CPU on the CPU
+    provider (two sessions of one thread each beat one session of two: bench/results/cpu_fast_path.md)."""
+    if settings.workers:
+        return settings.workers
+    if providers != [CPU]:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class Engine:
-    """Sessions created once; thread-safe to run (onnxruntime sessions are)."""
+    """Sessions created once; thread-safe to run: `workers` backbone sessions, each used by one
+    batch at a time, and one classifier session."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -76,18 +97,26 @@ class Engine:
         )
         if settings.tile_size - settings.tile_overlap < self.pad_multiple:
             raise ValueError(f"tile_size - tile_overlap must be >= the bundle's pad_multiple {self.pad_multiple}")
-        if settings.precision == "fp16":
-            backbone_key = "backbone_fp16"
-            if backbone_key not in manifest:
-                raise BundleError(f"{self.bundle.root / MANIFEST}: precision=fp16 but the bundle has no backbone_fp16")
-        else:
-            backbone_key = "backbone"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.intra_op_threads
-        options.inter_op_num_threads = settings.inter_op_threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.cpu_flags = cpu_features.cpu_flags()
+        self.backbone_key = backbone_key(settings, self.cpu_flags)
+        if self.backbone_key not in manifest:
+            hint = " (add it: tap-train quantize BUNDLE)" if settings.precision == "int8" else ""
+            raise BundleError(
+                f"{self.bundle.root / MANIFEST}: precision={settings.precision} but the bundle has no "
+                f"{self.backbone_key}{hint}"
+            )
+        self.backbone_file = manifest[self.backbone_key]["file"]
         providers = providers_for(settings)
-        self.backbone = ort.InferenceSession(str(self.bundle.path(backbone_key)), options, providers=providers)
+        self.workers = worker_count(settings, providers)
+        threads = settings.intra_op_threads or (1 if self.workers > 1 else 0)
+        path = str(self.bundle.path(self.backbone_key))
+        options = self._options(threads)
+        self.backbones = [ort.InferenceSession(path, options, providers=providers) for _ in range(self.workers)]
+        self.backbone = self.backbones[0]
+        self._idle: queue.SimpleQueue[ort.InferenceSession] = queue.SimpleQueue()
+        for session in self.backbones:
+            self._idle.put(session)
+        options = self._options(settings.intra_op_threads)
         self.classifier = ort.InferenceSession(str(self.bundle.path("classifier")), options, providers=providers)
         self.providers = self.backbone.get_providers()  # what actually runs (fallback is silent)
         self.execution_provider = self.providers[0]
@@ -95,6 +124,13 @@ class Engine:
             log.error("device=cuda was requested but onnxruntime runs %s", self.providers)
         if settings.precision == "fp16" and self.execution_provider == CPU:
             log.warning("fp16 backbone on CPU is slower than fp32")
+        log.info(
+            "backbone %s, %d worker(s) of %s intra-op thread(s); CPU %s",
+            self.backbone_file,
+            self.workers,
+            threads or "default",
+            cpu_features.describe(self.cpu_flags),
+        )
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self.prompts: dict[str, np.ndarray] = {}
@@ -105,6 +141,13 @@ class Engine:
         metrics.set_model_info(self.model_version, self.execution_provider, settings.precision)
         if self.execution_provider == CUDA:
             metrics.enable_gpu_metrics()
+
+    def _options(self, intra_op_threads: int) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = self.settings.inter_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return options
 
     # ---- prompts -------------------------------------------------------------------------
 
@@ -167,7 +210,11 @@ class Engine:
         A non-finite output is an error (the batcher then retries row by row, so only the
         request that caused it fails) rather than a black image served with 200.
         """
-        restored = self.backbone.run(None, {"image": images, "prompt": prompts})[0]
+        session = self._idle.get()  # one batch per session at a time: the batcher runs `workers` at once
+        try:
+            restored = session.run(None, {"image": images, "prompt": prompts})[0]
+        finally:
+            self._idle.put(session)
         if not np.isfinite(restored).all():
             raise FloatingPointError("backbone produced NaN or infinite values")
         return restored
@@ -192,12 +239,20 @@ class Engine:
         """Run the shapes production sees once, so the first request doesn't pay for it."""
         tile = self.settings.tile_size
         vec = next(iter(self.prompts.values()), np.zeros(self.bundle.prompt_dim, np.float32))
-        for n in sorted({1, self.settings.max_batch}):
-            self.run_backbone(np.full((n, 3, tile, tile), 0.5, np.float32), np.tile(vec, (n, 1)))
+        for session in self.backbones:
+            for n in sorted({1, self.settings.max_batch}):
+                feeds = {"image": np.full((n, 3, tile, tile), 0.5, np.float32), "prompt": np.tile(vec, (n, 1))}
+                session.run(None, feeds)
         side = max(self.classifier_view.size, self.classifier_view.max_side)  # the largest view of every mode
         self.classify(np.full((side, side, 3), 0.5, np.float32))
         self.warmed = True
-        log.info("warmed up on %s (tile %d, batch <= %d)", self.execution_provider, tile, self.settings.max_batch)
+        log.info(
+            "warmed up %d worker(s) on %s (tile %d, batch <= %d)",
+            self.workers,
+            self.execution_provider,
+            tile,
+            self.settings.max_batch,
+        )
 
     def readiness(self) -> list[str]:
         """Reasons the engine should not take traffic; empty when ready."""

@@ -164,7 +164,9 @@ class Pipeline:
 async def local_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
     """An in-process pipeline (engine + running batcher) without HTTP, for the CLI and scripts."""
     engine = await asyncio.to_thread(Engine, settings)
-    batcher = Batcher(engine.run_backbone, settings.max_batch, settings.max_delay_ms / 1000, settings.queue_size)
+    batcher = Batcher(
+        engine.run_backbone, settings.max_batch, settings.max_delay_ms / 1000, settings.queue_size, engine.workers
+    )
     batcher.start()
     try:
         yield Pipeline(engine, batcher, settings)

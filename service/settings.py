@@ -14,7 +14,9 @@ class Settings(BaseSettings):
 
     bundle_path: Path = Path("artifacts/default")
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when onnxruntime can run it, else CPU
-    precision: Literal["fp32", "fp16"] = "fp32"  # fp16 needs backbone_fp16 in the bundle
+    # fp16 needs backbone_fp16 in the bundle (GPU). int8 (CPU only) runs backbone_int8 on CPUs with
+    # VNNI/AMX and backbone_int8_rr elsewhere, chosen from /proc/cpuinfo (service/cpu_features.py).
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
 
     # Images larger than tile_size on either side are cut into tiles of tile_size (shorter along a
     # side shorter than a tile: service/tiling.py). 768/192: tiles agree with the whole photo to
@@ -36,7 +38,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)  # -> 413
     max_pixels: int = Field(40_000_000, ge=1)  # width x height after decoding the header -> 413
 
-    intra_op_threads: int = Field(0, ge=0)  # 0 = onnxruntime's default (all physical cores)
+    # CPU throughput: `workers` backbone sessions run batches from the batcher's queue in parallel.
+    # 0 = auto: one per available CPU on the CPU provider (one intra-op thread each), one on CUDA.
+    # intra_op_threads 0 = onnxruntime's default (all physical cores) for a single worker, 1 for several.
+    workers: int = Field(0, ge=0, le=64)
+    intra_op_threads: int = Field(0, ge=0)
     inter_op_threads: int = Field(1, ge=0)
 
     # Auto mode (service.auto_rule): clean when p(clean) >= clean_threshold or the likeliest
@@ -75,6 +81,12 @@ class Settings(BaseSettings):
     def _empty_key_means_none(cls, value: object) -> object:
         """TAP_API_KEY="" would otherwise demand a key that nothing can match."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_int8_on_cpu(self) -> "Settings":
+        if self.precision == "int8" and self.device == "cuda":
+            raise ValueError("precision=int8 runs on the CPU only: use device=cpu (or auto), or fp16 on a GPU")
+        return self
 
     @model_validator(mode="after")
     def _check_tiles(self) -> "Settings":

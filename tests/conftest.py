@@ -42,3 +42,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny bundle with both INT8 backbones, calibrated and measured on drawn scenes."""
+    import shutil
+
+    from training.quantize import default_job, drawn_data, quantize_bundle
+
+    root = tmp_path_factory.mktemp("int8")
+    bundle = Path(shutil.copytree(tiny_bundle, root / "bundle"))
+    job = default_job(drawn_data(root / "data"), folders=("clean",), crops_per_folder=4, crop=32)
+    quantize_bundle(bundle, job)
+    return bundle

@@ -252,9 +252,38 @@ def cmd_export(args: argparse.Namespace) -> None:
         fp16=args.fp16,
         triton_dir=Path(args.triton) if args.triton else None,
         weights=ckpt_dir / "model.safetensors",
+        int8=_int8_job(args) if args.int8 else None,
     )
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"exported {out}: parity max |diff| {manifest['parity_max_abs_diff']}")
+
+
+def _int8_job(args: argparse.Namespace):
+    from training.quantize import default_job
+
+    folders = {"folders": tuple(args.folders)} if args.folders else {}
+    job = default_job(Path(args.data), crops_per_folder=args.crops, crop=args.crop, **folders)
+    if args.paired:
+        paired = tuple((Path(d), t) for t, _, d in (e.partition("=") for e in args.paired))
+        job = dataclasses.replace(job, paired=paired)
+    return job
+
+
+def cmd_quantize(args: argparse.Namespace) -> None:
+    from training.quantize import quantize_bundle
+
+    int8 = quantize_bundle(Path(args.bundle), _int8_job(args))
+    for name, q in int8["quality"].items():
+        print(f"{name}: {json.dumps(q)}")
+    print(f"added backbone_int8.onnx and backbone_int8_rr.onnx to {args.bundle}")
+
+
+def int8_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="../shared/data", help="calibration folders, validation/ and real/ under it")
+    p.add_argument("--crops", type=int, default=3, help="calibration crops per folder (each under every prompt)")
+    p.add_argument("--crop", type=int, default=192, help="calibration crop side")
+    p.add_argument("--folders", nargs="+", help="calibration folders under DATA (default: training.quantize's)")
+    p.add_argument("--paired", action="append", default=[], help="task=DIR quality sets (default: DATA/validation)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,7 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton", help="also write a Triton model repository here")
     p.add_argument("--metrics", help="JSON file of validation metrics to record in the manifest")
     p.add_argument("--recipe", help="text file describing how the model was trained")
+    p.add_argument("--int8", action="store_true", help="also add the INT8 CPU backbones (as `quantize` does)")
+    int8_args(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("quantize", help="add the INT8 CPU backbones to an existing bundle, in place")
+    p.add_argument("bundle")
+    int8_args(p)
+    p.set_defaults(func=cmd_quantize)
     return parser
 
 

@@ -16,8 +16,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from model.blocks import inference_form
 from model.net import TAPNet
 from service.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file, write_json_atomic, write_prompt
+from training.quantize import Int8Job, quantize_bundle
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,10 @@ PARITY_SIZES = ((1, 64, 96), (3, 123, 77))  # deliberately unlike the export exa
 class BackboneGraph(nn.Module):
     """image (N,3,H,W) float32 0..1, prompt (N,D) -> restored (N,3,H,W) float32 0..1."""
 
-    def __init__(self, model: TAPNet, half: bool = False) -> None:
+    def __init__(self, model: TAPNet, half: bool = False, fused: bool = False) -> None:
         super().__init__()
+        if fused:  # same outputs in ops that keep onnxruntime's CPU convs in their blocked layout
+            model = inference_form(model)
         self.model = copy.deepcopy(model).half() if half else model
         self.dtype = torch.float16 if half else torch.float32
 
@@ -68,9 +72,12 @@ def _export(graph: nn.Module, args: tuple, path: Path, names: tuple[list[str], l
     )
 
 
-def export_backbone(model: TAPNet, path: Path, half: bool = False) -> None:
+def export_backbone(model: TAPNet, path: Path, half: bool = False, fused: bool = True) -> None:
+    """The backbone graph; fp32 in the fused inference form unless `fused` is False (the form
+    bundles up to tap-default-20261203 shipped). fp16 keeps the plain form: its conv-written
+    variance could overflow in half precision."""
     example = (torch.rand(2, 3, 64, 64), model.task_vectors()[:1].detach().repeat(2, 1))
-    graph = BackboneGraph(model, half=half).eval()
+    graph = BackboneGraph(model, half=half, fused=fused and not half).eval()
     _export(graph, example, path, (["image", "prompt"], ["restored"]), {"image": (0, 2, 3), "prompt": (0,)})
 
 
@@ -155,10 +162,12 @@ def export_bundle(
     fp16: bool = False,
     triton_dir: Path | None = None,
     weights: Path | None = None,
+    int8: Int8Job | None = None,
 ) -> Path:
     """Write a complete, verified bundle to `out_dir` (replaced atomically if it exists).
 
     `weights`: a model.safetensors to keep beside the graphs, so a longer run can start from it.
+    `int8`: also add the INT8 CPU backbones (training.quantize; `tap-train quantize` does it later).
     """
     model = model.eval().cpu()
     out_dir = Path(out_dir)
@@ -215,6 +224,8 @@ def export_bundle(
     if fp16:
         manifest["fp16_psnr_vs_fp32_db"] = round(fp16_psnr(staging), 2)
     write_json_atomic(staging / MANIFEST, manifest)
+    if int8 is not None:
+        quantize_bundle(staging, int8)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)

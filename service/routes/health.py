@@ -20,6 +20,8 @@ class Readiness(BaseModel):
     requested_device: str
     execution_provider: str | None = Field(description="What onnxruntime actually runs.")
     precision: str
+    backbone_file: str | None = Field(description="The backbone file that runs (int8: chosen by CPU flags).")
+    workers: int = Field(description="Backbone sessions running batches in parallel.")
     warmed_up: bool
     tiles_in_flight: int
     tiles_queued: int
@@ -52,6 +54,8 @@ async def readyz(request: Request) -> JSONResponse:
         requested_device=settings.device,
         execution_provider=engine.execution_provider if engine else None,
         precision=settings.precision,
+        backbone_file=engine.backbone_file if engine else None,
+        workers=engine.workers if engine else 0,
         warmed_up=bool(engine and engine.warmed),
         tiles_in_flight=batcher.in_flight if batcher else 0,
         tiles_queued=batcher.queued if batcher else 0,

@@ -149,3 +149,22 @@ def test_flip_ensemble_bench_scores_both_modes_through_the_service(tiny: list[st
         one, both = (float(rows[column - 1][k].split(" / ")[0]) for k in (2, 3))
         assert float(alternatives[0][column]) == pytest.approx(one, abs=0.011)
         assert float(alternatives[1][column]) == pytest.approx(both, abs=0.011)
+
+
+def test_cpu_fast_path_bench_compares_every_variant(tmp_path: Path) -> None:
+    """--quick on a random tiny model: exported, quantized on drawn scenes, served by real servers."""
+    from bench import cpu_fast_path
+
+    argv = ["--quick", "--variant", "tiny", "--out-dir", str(tmp_path), "--concurrency", "4"]
+    report = cpu_fast_path.main(argv)
+    text = report.path.read_text()
+    assert "avx" in text or "asimd" in text or "none" in text  # the CPU flags line
+    _, exact = table(text, "graph")
+    assert all(float(row[1]) <= 1e-4 for row in exact)  # both fp32 graphs match eager PyTorch
+    _, speed = table(text, "input")
+    assert [row[1] for row in speed][:2] == ["fp32, plain form (as shipped before)", "fp32, exact rewrite"]
+    assert len(speed) == 4 and all(row[3].endswith("×") for row in speed)
+    _, served = table(text, "concurrency")
+    assert len(served) == 3 and all(float(row[2]) > 0 for row in served)
+    header, quality = table(text, "set")
+    assert len(header) == 5 and any(row[0].startswith("synthetic rain") for row in quality)

@@ -139,3 +139,48 @@ def test_close_drains_queued_work_and_refuses_new():
 
     results = asyncio.run(go())
     assert all(len(r) == 2 for r in results)
+
+
+class CountingBackbone(FakeBackbone):
+    """Also records the most calls that ran at the same time."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(delay_s)
+        self.lock, self.running, self.most = threading.Lock(), 0, 0
+
+    def __call__(self, images: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super().__call__(images, prompts)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_run_that_many_batches_at_once(workers):
+    fake = CountingBackbone(delay_s=0.05)
+
+    async def go(batcher):
+        return await asyncio.gather(*(submit(batcher, tiles(1), prompt(p)) for p in range(1, 7)))
+
+    results = asyncio.run(with_batcher(fake, go, max_batch=1, max_delay_s=0.0, workers=workers))
+    assert fake.most == workers
+    assert [float(r[0].mean()) for r in results] == [1, 2, 3, 4, 5, 6]  # each request its own rows
+
+
+def test_close_waits_for_batches_running_on_several_workers():
+    fake = FakeBackbone(delay_s=0.05)
+
+    async def go():
+        batcher = Batcher(fake, max_batch=1, max_delay_s=0.0, capacity=64, workers=2)
+        batcher.start()
+        pending = [asyncio.create_task(submit(batcher, tiles(1), prompt(1))) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        await batcher.close(5)
+        return await asyncio.gather(*pending)
+
+    assert len(asyncio.run(go())) == 4
+    assert len(fake.calls) == 4
