@@ -258,6 +258,25 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"exported {out}: parity max |diff| {manifest['parity_max_abs_diff']}")
 
 
+def cmd_replace_classifier(args: argparse.Namespace) -> None:
+    from model.checkpoint import load_model
+    from training.export import replace_classifier
+
+    checkpoint = Path(args.checkpoint_dir) / "model.safetensors"
+    model, extra = load_model(checkpoint)
+    recipe = {"checkpoint": extra} | ({"description": Path(args.recipe).read_text()} if args.recipe else {})
+    out = replace_classifier(
+        model,
+        Path(args.bundle),
+        model_version=args.model_version,
+        weights=checkpoint,
+        metrics=json.loads(Path(args.metrics).read_text()) if args.metrics else None,
+        recipe=recipe,
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"{out}: {manifest['model_version']}, new classifier; parity max |diff| {manifest['parity_max_abs_diff']}")
+
+
 def _int8_job(args: argparse.Namespace):
     from training.quantize import default_job
 
@@ -389,6 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-task", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tsne)
+
+    p = sub.add_parser("replace-classifier", help="a bundle's new version with another auto-mode classifier")
+    p.add_argument("checkpoint_dir", help="run folder whose model.safetensors restores as the bundle does")
+    p.add_argument("--bundle", required=True, help="bundle to update in place (backbones and prompts kept)")
+    p.add_argument("--model-version", required=True)
+    p.add_argument("--metrics", help="JSON file of metrics to merge into the manifest's")
+    p.add_argument("--recipe", help="text file describing how the model was trained")
+    p.set_defaults(func=cmd_replace_classifier)
 
     p = sub.add_parser("export", help="ONNX artifact bundle from a run folder")
     p.add_argument("checkpoint_dir")

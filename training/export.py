@@ -233,3 +233,60 @@ def export_bundle(
         write_triton_repo(out_dir, Path(triton_dir), d)
     log.info("exported %s (parity %s)", out_dir, parity)
     return out_dir
+
+
+def replace_classifier(
+    model: TAPNet,
+    bundle_dir: Path,
+    *,
+    model_version: str,
+    weights: Path | None = None,
+    metrics: dict | None = None,
+    recipe: dict | None = None,
+) -> Path:
+    """A new version of a bundle that differs only in its auto-mode classifier.
+
+    classifier.onnx, the classifier's view, calibration temperature, auto rule and `net` are
+    rewritten; backbone files (fp16, INT8 included) and prompts are kept byte for byte. The parity
+    check runs against `model` for both graphs, so a model whose restoration is not the bundle's
+    is refused. `metrics` (e.g. auto mode's new numbers) are merged into the manifest's.
+    """
+    model = model.eval().cpu()
+    bundle = load_bundle(Path(bundle_dir))
+    if model.tasks != bundle.manifest["tasks"] or model.prompt_dim != bundle.prompt_dim:
+        tasks = bundle.manifest["tasks"]
+        raise ValueError(f"{bundle.root}: the model's tasks {model.tasks} are not the bundle's {tasks}")
+    staging = Path(tempfile.mkdtemp(prefix=".classifier-", dir=bundle.root.parent))
+    staging.rmdir()
+    shutil.copytree(bundle.root, staging)
+    export_classifier(model, staging / "classifier.onnx")
+    manifest = dict(bundle.manifest)
+    manifest |= {
+        "model_version": model_version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "classifier_input_size": model.cfg.classifier_size,
+        "classifier_view": model.cfg.classifier_view,
+        "classifier_max_side": model.cfg.classifier_max_side,
+        "classifier_temperature": model.cfg.classifier_temperature,
+        "auto_rule": model.cfg.auto_rule.to_dict(),
+        "net": model.cfg.to_dict(),
+        "metrics": {**manifest.get("metrics", {}), **(metrics or {})},
+        "recipe": recipe if recipe is not None else manifest.get("recipe", {}),
+        "files": {**manifest["files"], "classifier.onnx": sha256_file(staging / "classifier.onnx")},
+    }
+    if weights is not None:
+        shutil.copyfile(weights, staging / "weights.safetensors")
+        manifest["weights"] = "weights.safetensors"
+        manifest["files"]["weights.safetensors"] = sha256_file(staging / "weights.safetensors")
+    write_json_atomic(staging / MANIFEST, manifest)
+    parity = check_parity(model, staging)
+    if parity["backbone"] > 1e-4:
+        shutil.rmtree(staging)
+        raise ValueError(f"{bundle.root}: the model restores differently from the bundle's backbone ({parity})")
+    write_json_atomic(staging / MANIFEST, load_bundle(staging).manifest | {"parity_max_abs_diff": parity})
+    old = bundle.root.with_name(f".{bundle.root.name}.old")
+    bundle.root.rename(old)
+    staging.rename(bundle.root)
+    shutil.rmtree(old)
+    log.info("replaced the classifier of %s (parity %s)", bundle.root, parity)
+    return bundle.root

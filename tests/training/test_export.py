@@ -123,3 +123,31 @@ def test_export_command_keeps_weights_beside_the_bundle(tmp_path, capsys):
     assert manifest["recipe"]["checkpoint"] == {"stage": "prompt-tune"}
     assert (out / "weights.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
     assert "weights.safetensors" in manifest["files"]
+
+
+def test_replace_classifier_keeps_the_backbones_and_refuses_another_restoration(bundle_copy, tmp_path):
+    """A new bundle version with another classifier: backbone and prompt files byte for byte, the
+    classifier and its calibration new; a model that restores differently is refused."""
+    from dataclasses import replace
+
+    from training.export import replace_classifier
+
+    before = json.loads((bundle_copy / "manifest.json").read_text())
+    model = make_tiny_model()  # the tiny bundle's own model
+    torch.manual_seed(1)
+    for p in model.encoder.parameters():
+        p.data += 0.1 * torch.randn_like(p)
+    model.cfg = replace(model.cfg, classifier_temperature=0.7, auto_min_weather_prob=0.4)
+    replace_classifier(model, bundle_copy, model_version="tiny-test.1")
+    after = json.loads((bundle_copy / "manifest.json").read_text())
+    assert after["model_version"] == "tiny-test.1" and after["classifier_temperature"] == 0.7
+    assert after["auto_rule"]["min_weather_prob"] == 0.4
+    kept = {k: v for k, v in before["files"].items() if k != "classifier.onnx"}
+    assert {k: after["files"][k] for k in kept} == kept
+    assert after["files"]["classifier.onnx"] != before["files"]["classifier.onnx"]
+    assert after["parity_max_abs_diff"]["classifier"] <= 1e-4
+    load_bundle(bundle_copy)  # every hash verifies
+    other = make_tiny_model(seed=3)  # another backbone: refused, the bundle left as it was
+    with pytest.raises(ValueError, match="restores differently"):
+        replace_classifier(other, bundle_copy, model_version="wrong")
+    assert json.loads((bundle_copy / "manifest.json").read_text())["model_version"] == "tiny-test.1"
