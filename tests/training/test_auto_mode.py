@@ -173,3 +173,16 @@ def test_auto_mode_command_counts_the_services_decisions(weather_photos, tiny_cl
     assert f"All: {right}/8 right." in report
     assert "| snow-scene | 2 |" in report and "Expected calibration error" in report
     assert "synthetic weather, 8 per task" in report and "All: " in report.split("synthetic weather")[1]
+
+
+def test_synthetic_task_weights_draw_only_the_weighted_tasks(tiny_clean_dir):
+    from training.datasets import DataError, SyntheticWeather
+
+    def tasks_drawn(weights) -> set[int]:
+        data = SyntheticWeather(tiny_clean_dir, CLASSES[:4], 16, 40, clean_prob=0.0, task_weights=weights)
+        return {int(data[i]["task"]) for i in range(40)}
+
+    assert tasks_drawn([1.0, 1.0, 0.0, 0.0]) == {0, 1}
+    assert tasks_drawn([]) == {0, 1, 2, 3}  # uniform, as before the option existed
+    with pytest.raises(DataError, match="4 weights"):
+        tasks_drawn([1.0, 0.0])
