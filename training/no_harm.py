@@ -166,6 +166,13 @@ def format_no_harm(no_harm: dict) -> list[str]:
         "Clean in, clean out: PSNR (dB) of the output against its own input. Blotch: structure the output adds "
         "where the input is flat, the global contrast gain divided out (`training.metrics.flat_structure`; "
         "1.0 = none added, worst = highest). Median / worst over the photos.",
+        *(
+            f"{group}: {no_harm[group]['folder']}"
+            + (" (its dev split, `training.weather_photos`)" if group == "clear" else "")
+            + "."
+            for group in ("clear", "haze")
+            if group in no_harm
+        ),
         "",
         "| photos | prompt | N | PSNR-RGB | PSNR-Y | blotch (N with a flat region) | worst PSNR | worst blotch |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
@@ -174,9 +181,7 @@ def format_no_harm(no_harm: dict) -> list[str]:
         if group not in no_harm:
             continue
         for prompt, d in no_harm[group]["prompts"].items():
-            psnr_cells = (
-                [_cell(d["psnr_rgb"], ".2f"), _cell(d["psnr_y"], ".2f")] if group == "clear" else ["–", "–"]
-            )
+            psnr_cells = [_cell(d["psnr_rgb"], ".2f"), _cell(d["psnr_y"], ".2f")] if group == "clear" else ["–", "–"]
             blotch = f"{_cell(d['blotch'], '.2f')} ({d['n_flat']})"
             worst_psnr = d["worst_psnr_photo"] if group == "clear" else "–"
             row = [group, prompt, str(d["n"]), *psnr_cells, blotch, worst_psnr, d["worst_blotch_photo"] or "–"]

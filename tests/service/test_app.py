@@ -250,7 +250,9 @@ def test_strength_zero_returns_the_photo_bit_for_bit_without_the_backbone(server
     body = server.restore(data, degradation="rain", strength="0", headers={"Accept": "application/json"}).json()
     assert body["tiles"] == 0 and body["strength"] == 0.0
     gray16 = encode(Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 100))
-    r = server.client.post("/restore", params={"degradation": "haze", "strength": "0"}, files={"image": ("g.png", gray16)})
+    r = server.client.post(
+        "/restore", params={"degradation": "haze", "strength": "0"}, files={"image": ("g.png", gray16)}
+    )
     assert r.status_code == 200, r.text
     assert np.array_equal(np.asarray(decode(r.content)), np.asarray(decode(gray16)))  # 16-bit values kept
 

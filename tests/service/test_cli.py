@@ -55,7 +55,23 @@ def test_strength_reaches_the_server_and_the_in_process_pipeline(photos, server,
     assert main([*argv, "-o", str(local), "--bundle", str(tiny_bundle)]) == 0
     for out in (remote, local):
         assert np.array_equal(np.asarray(Image.open(out / "a.png")), np.asarray(Image.open(source)))
-    assert main(["restore", str(source), "-o", str(local / "full"), "--url", server.url, "--degradation", "rain", "--strength", "1"]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                str(source),
+                "-o",
+                str(local / "full"),
+                "--url",
+                server.url,
+                "--degradation",
+                "rain",
+                "--strength",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert not np.array_equal(np.asarray(Image.open(local / "full" / "a.png")), np.asarray(Image.open(source)))
     for bad in ("1.5", "-1", "nan", "much"):
         with pytest.raises(SystemExit) as exc:

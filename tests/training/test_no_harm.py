@@ -54,7 +54,7 @@ def test_every_prompt_and_auto_on_the_dev_split(evaluated, folders) -> None:
     dev = sorted(p.name for p in folders["clear"].iterdir() if is_dev(p.name))
     assert 0 < len(dev) < 12  # the fixture's names put some photos in each split
     assert list(clear) == ["rain", "raindrop", "haze", "snow", AUTO]
-    for prompt, d in clear.items():
+    for d in clear.values():
         assert sorted(d["photos"]) == dev and d["n"] == len(dev)
         assert d["psnr_rgb"]["worst"] == min(p["psnr_rgb"] for p in d["photos"].values())
         assert d["blotch"]["worst"] == max(p["blotch"] for p in d["photos"].values())
