@@ -8,7 +8,11 @@ gives the network no context: if that matters, tall skies stain and short ones d
 case: the blotch measure (`training.metrics.flat_structure`) on the sky, the sky's mean change
 and its darkest 32-px block's change (grey levels; negative = darker).
 
-Run: python -m bench.flat_probe [--checkpoint W] [--quick]
+Then the photos training draws from against the clear photos, for the third suspect (training
+crops with few large flat bright areas): the share of each photo that is flat (as the blotch
+measure defines it) and how many photos have a large bright flat region.
+
+Run: python -m bench.flat_probe [--checkpoint W] [--data ../shared/data] [--quick]
 """
 
 import argparse
@@ -21,6 +25,7 @@ from bench.common import (
     BUNDLE_WEIGHTS,
     DEFAULT_BUNDLE,
     RESULTS,
+    SHARED_DATA,
     CpuWatch,
     Report,
     available_cpus,
@@ -35,6 +40,13 @@ WIDTH, HEIGHT = 512, 384
 LEVELS = (0.5, 0.7, 0.85, 0.95, 1.0)  # sky level, 0..1
 SKY_ROWS = (64, 288)  # a short sky and a tall one (a sixth and three quarters of the image)
 BLOCK = 32
+PHOTO_SETS = {  # under --data: what stage 1 trains on, and the clear photos it fails on
+    "clean (synthetic weather's photos)": "clean",
+    "rgbd-indoor (depth haze's photos)": "rgbd-indoor/image",
+    "weather-photos/clear": "weather-photos/clear",
+}
+LARGE_FLAT = 0.25  # share of a photo
+BRIGHT = 180.0  # Y (16..235): a bright sky or cloud
 NOISE = 1.0 / 255  # sensor noise on the sky, as a JPEG sky has
 
 
@@ -58,11 +70,43 @@ def sky_change(lq: np.ndarray, pred: np.ndarray, sky_rows: int) -> tuple[float, 
     return float(diff.mean()), float(blocks.min())
 
 
+def photo_rows(data: Path, limit: int) -> list[list[str]]:
+    """Per photo set: N, median flat share, photos >= LARGE_FLAT flat, photos >= LARGE_FLAT bright and flat."""
+    from training.image_files import list_images, read_rgb
+    from training.metrics import flat_mask
+
+    rows = []
+    for label, folder in PHOTO_SETS.items():
+        paths = list_images(data / folder)
+        paths = paths[:: max(1, len(paths) // limit)] if limit else paths
+        flat, bright = [], []
+        for path in paths:
+            mask, y = flat_mask(read_rgb(path))
+            flat.append(mask.mean())
+            bright.append((mask & (y >= BRIGHT)).mean())
+        n = len(paths)
+        large = sum(f >= LARGE_FLAT for f in flat)
+        large_bright = sum(b >= LARGE_FLAT for b in bright)
+        rows.append(
+            [
+                label,
+                str(n),
+                f"{np.median(flat):.2f}",
+                f"{large} ({large / n:.0%})",
+                f"{large_bright} ({large_bright / n:.0%})",
+            ]
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> Report:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.flat_probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_BUNDLE / BUNDLE_WEIGHTS)
-    parser.add_argument("--quick", action="store_true", help="two levels, the tall sky only")
+    parser.add_argument("--quick", action="store_true", help="two levels, the tall sky only, 40 photos per set")
+    parser.add_argument(
+        "--data", type=Path, default=SHARED_DATA, help="folder with clean/, rgbd-indoor/, weather-photos/"
+    )
     parser.add_argument("--threads", type=int, default=available_cpus())
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -99,6 +143,13 @@ def main(argv: list[str] | None = None) -> Report:
         "(grey levels of Y, negative = darker).",
         "",
         md_table(["sky rows", "sky level", *model.tasks], rows),
+        "",
+        f"## Flat regions in the photos (flat: as the blotch measure defines it; bright: Y >= {BRIGHT:g})",
+        "",
+        md_table(
+            ["photos", "N", "median flat share", f">= {LARGE_FLAT:.0%} flat", f">= {LARGE_FLAT:.0%} bright and flat"],
+            photo_rows(args.data, 40 if args.quick else 0),
+        ),
     ]
     path = write_markdown(args.out_dir, NAME, "Flat probe: stains on drawn flat skies", header, body)
     return Report(NAME, path, [f"worst blotch {worst[0]:.2f}: {worst[1]}"])

@@ -157,6 +157,28 @@ def _working_luma(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(y.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), np.float64)
 
 
+def _flat(y: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Local variances of working luma at every FLAT_WINDOWS size, and the flat mask they give."""
+    variances = [np.maximum(_box_mean(y**2, k) - _box_mean(y, k) ** 2, 0.0) for k in FLAT_WINDOWS]
+    return variances, np.all([v < FLAT_STD**2 for v in variances], axis=0)
+
+
+def _working_shape(h: int, w: int) -> tuple[int, int]:
+    scale = FLAT_SIDE / max(h, w)
+    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if min(shape) < max(FLAT_WINDOWS):
+        raise ValueError(
+            f"the flat-region measure needs an aspect ratio that leaves {max(FLAT_WINDOWS)} px, got {h}x{w}"
+        )
+    return shape
+
+
+def flat_mask(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flat mask, luma) of an (H, W, 3) uint8 image at the working resolution (see flat_structure)."""
+    y = _working_luma(image, _working_shape(*image.shape[:2]))
+    return _flat(y)[1], y
+
+
 def flat_structure(lq: np.ndarray, pred: np.ndarray) -> FlatStructure:
     """How much structure `pred` adds where `lq` is flat: the blotch measure (1.0 = none added).
 
@@ -175,16 +197,11 @@ def flat_structure(lq: np.ndarray, pred: np.ndarray) -> FlatStructure:
     """
     if lq.shape != pred.shape or lq.ndim != 3:
         raise ValueError(f"need two (H, W, 3) images of one shape, got {lq.shape} and {pred.shape}")
-    h, w = lq.shape[:2]
-    scale = FLAT_SIDE / max(h, w)
-    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
-    if min(shape) < max(FLAT_WINDOWS):
-        raise ValueError(f"flat_structure needs an aspect ratio that leaves {max(FLAT_WINDOWS)} px, got {lq.shape}")
+    shape = _working_shape(*lq.shape[:2])
+    scale = shape[0] / lq.shape[0]
     y_in, y_out = _working_luma(lq, shape), _working_luma(pred, shape)
     gain = float(y_out.std() / max(y_in.std(), FLAT_NOISE))
-    var_in = [np.maximum(_box_mean(y_in**2, k) - _box_mean(y_in, k) ** 2, 0.0) for k in FLAT_WINDOWS]
-    var_out = [np.maximum(_box_mean(y_out**2, k) - _box_mean(y_out, k) ** 2, 0.0) for k in FLAT_WINDOWS]
-    flat = np.all([v < FLAT_STD**2 for v in var_in], axis=0)
+    (var_in, flat), (var_out, _) = _flat(y_in), _flat(y_out)
     noise = FLAT_NOISE**2
     best, box = None, None
     for top in range(0, shape[0], FLAT_BLOCK):

@@ -8,6 +8,7 @@ import pytest
 from training.metrics import (
     SSIM_C1,
     SSIM_C2,
+    flat_mask,
     flat_structure,
     gaussian_window,
     image_metrics,
@@ -132,6 +133,9 @@ def test_flat_structure_is_one_for_identity_and_a_contrast_stretch():
     lq = sky_over_scene()
     same = flat_structure(lq, lq)
     assert same.score == 1.0 and same.gain == 1.0 and 0.3 < same.flat_share < 0.6
+    mask, luma = flat_mask(lq)
+    assert mask.mean() == same.flat_share and mask.shape == luma.shape == (384, 512)  # the working resolution
+    assert mask[: int(0.4 * 384)].mean() > 0.8  # the sky
     mean = lq.astype(np.float64).mean()
     stretched = np.clip(mean + 1.4 * (lq - mean), 0, 255).round().astype(np.uint8)
     result = flat_structure(lq, stretched)
