@@ -126,13 +126,14 @@ FLAT_STD = 2.0  # a pixel is flat when the input's local std is below this at ev
 FLAT_NOISE = 1.0  # Y levels: both energies get this floor, so 8-bit/JPEG noise on a flat sky counts as ~1
 FLAT_BLOCK = 32  # pixels at FLAT_SIDE: a stain shows in the block it covers, not diluted by the whole sky
 FLAT_BLOCK_SHARE = 0.25  # a block is scored when at least this share of its pixels is flat
+FLAT_GAIN_SHARE = 0.05  # the contrast gain needs at least this share of structured (non-flat) input
 
 
 @dataclass(frozen=True)
 class FlatStructure:
     """`score`: the flat-region (blotch) measure, None when the input has no flat block;
     `box`: (top, left, bottom, right) of the worst block in the input's pixels; `gain`: the
-    global contrast gain that was divided out; `flat_share`: the share of flat input pixels."""
+    contrast gain that was divided out; `flat_share`: the share of flat input pixels."""
 
     score: float | None
     box: tuple[int, int, int, int] | None
@@ -185,7 +186,10 @@ def flat_structure(lq: np.ndarray, pred: np.ndarray) -> FlatStructure:
     Both images' luma is resized to a longer side of FLAT_SIDE. A pixel is flat when the
     input's local standard deviation is below FLAT_STD at every window in FLAT_WINDOWS (a
     clear sky, a cloud's interior, dense haze). The global contrast gain g = std(pred)/std(lq)
-    over the whole image is divided out, since dehazing rightly stretches contrast. For every
+    over the input's structured (non-flat) pixels is divided out, since dehazing rightly
+    stretches contrast (measured where there is contrast to stretch, so structure painted into
+    a large flat region cannot inflate g and hide itself; g = 1 when under FLAT_GAIN_SHARE of
+    the input has structure). For every
     block of FLAT_BLOCK pixels that is at least FLAT_BLOCK_SHARE flat, and every window k,
 
         r = (mean_flat var_k(pred) + n^2) / (g^2 * mean_flat var_k(lq) + n^2),  n = FLAT_NOISE,
@@ -200,8 +204,10 @@ def flat_structure(lq: np.ndarray, pred: np.ndarray) -> FlatStructure:
     shape = _working_shape(*lq.shape[:2])
     scale = shape[0] / lq.shape[0]
     y_in, y_out = _working_luma(lq, shape), _working_luma(pred, shape)
-    gain = float(y_out.std() / max(y_in.std(), FLAT_NOISE))
     (var_in, flat), (var_out, _) = _flat(y_in), _flat(y_out)
+    gain = 1.0  # an input with almost no structure has no contrast to stretch
+    if (~flat).mean() >= FLAT_GAIN_SHARE:
+        gain = float(y_out[~flat].std() / max(y_in[~flat].std(), FLAT_NOISE))
     noise = FLAT_NOISE**2
     best, box = None, None
     for top in range(0, shape[0], FLAT_BLOCK):

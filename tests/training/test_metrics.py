@@ -160,6 +160,19 @@ def test_a_dark_stain_on_the_sky_scores_above_the_threshold(depth, sigma):
     assert top - 2 * sigma <= 50 <= bottom + 2 * sigma and left - 2 * sigma <= 160 <= right + 2 * sigma
 
 
+def test_stains_over_the_whole_sky_cannot_hide_behind_the_contrast_gain():
+    """The gain is measured where the input has structure: a sky painted dark all over raises
+    the output's overall contrast, and must still score high, as must a photo that is all sky."""
+    lq = sky_over_scene()
+    stained = lq
+    for x in range(20, 320, 60):
+        stained = with_blob(stained, 60, 15, centre=(50, x))
+    result = flat_structure(lq, stained)
+    assert result.gain == pytest.approx(1.0, abs=0.05) and result.score > 10
+    sky = np.ascontiguousarray(lq[:100])
+    assert flat_structure(sky, np.ascontiguousarray(stained[:100])).score > 10
+
+
 def test_flat_structure_is_resolution_free_and_needs_a_flat_region():
     lq = sky_over_scene(240, 320)
     stained = with_blob(lq, 15, 20, centre=(50, 160))
