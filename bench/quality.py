@@ -3,9 +3,11 @@
 Rain100H (task rain) and SOTS-indoor (task haze) from ../shared/data/validation, and
 synthetic validation for every weather with a generator. Methods per image: the input
 itself, the model under the true task's prompt, auto mode, and the dark channel prior on
-haze, so the numbers have context. Only meaningful for the trained model: the checkpoint
-defaults to artifacts/default/weights.safetensors. grid.png shows dataset images, which
-may not be published, so it stays in a temporary folder.
+haze, so the numbers have context. Do no harm (`training.no_harm`): clean in, clean out and
+the blotch measure on the dev split of weather-photos/clear under every prompt and auto, and
+the blotch measure on real/haze under `haze`. Only meaningful for the trained model: the
+checkpoint defaults to artifacts/default/weights.safetensors. grid.png and the previews show
+dataset images, which may not be published, so they stay in a temporary folder.
 
 Run: python -m bench.quality [--quick] [--checkpoint W]
 """
@@ -35,6 +37,9 @@ from bench.common import (
 NAME = "quality"
 DEFAULT_CHECKPOINT = DEFAULT_BUNDLE / BUNDLE_WEIGHTS
 PAIRED = {"rain100h": "rain", "sots-indoor": "haze"}  # folder under validation/ -> task
+NO_HARM_CLEAR = Path("weather-photos/clear")  # under --data: clear photos (their dev split)
+NO_HARM_HAZE = Path("real/haze")  # under --data: real dense haze
+KEEP_PROMPTS = ("rain", "raindrop", "snow")  # prompts that should leave a clear photo almost unchanged
 
 
 def subset(root: Path, limit: int, into: Path) -> Path:
@@ -66,6 +71,23 @@ def summary_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def no_harm_headline(no_harm: dict) -> str:
+    """Worst clean-in/clean-out PSNR under the prompts that should change nothing, worst blotch anywhere."""
+    prompts = no_harm.get("clear", {}).get("prompts", {})
+    psnrs = [prompts[p]["psnr_rgb"]["worst"] for p in KEEP_PROMPTS if p in prompts]
+    blotches = [
+        d["blotch"]["worst"] for group in no_harm.values() for d in group["prompts"].values() if d["blotch"]["worst"]
+    ]
+    parts = []
+    if psnrs:
+        parts.append(
+            f"clean in, clean out ({'/'.join(p for p in KEEP_PROMPTS if p in prompts)}) worst {min(psnrs):.1f} dB"
+        )
+    if blotches:
+        parts.append(f"blotch worst {max(blotches):.1f}")
+    return "; ".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="trained weights (.safetensors)")
@@ -92,7 +114,8 @@ def main(argv: list[str] | None = None) -> Report:
             f"runs/<run>/<stage>/model.safetensors (or put the weights at {DEFAULT_CHECKPOINT.relative_to(REPO)})"
         )
     validation = args.data / "validation"
-    missing = [p for p in [args.data / "clean", *(validation / f for f in PAIRED)] if not p.is_dir()]
+    no_harm = [args.data / NO_HARM_CLEAR, args.data / NO_HARM_HAZE]
+    missing = [p for p in [args.data / "clean", *(validation / f for f in PAIRED), *no_harm] if not p.is_dir()]
     if missing:
         raise SystemExit(f"data not found: {', '.join(map(str, missing))} (see ../shared/data/README.md)")
 
@@ -119,6 +142,8 @@ def main(argv: list[str] | None = None) -> Report:
             out_dir=Path(tmp) / "eval",
             seed=args.seed,
             size=size,
+            no_harm_clear=no_harm[0],
+            no_harm_haze=no_harm[1],
         )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{NAME}.json").write_text(json.dumps(results, indent=2))
@@ -144,7 +169,8 @@ def main(argv: list[str] | None = None) -> Report:
             for line in format_report(results).splitlines()
             if not line.startswith("grid.png")
         ],
-        f"Full numbers: {NAME}.json. The before/after grid is not kept: it shows dataset images.",
+        f"Full numbers: {NAME}.json. The before/after grid and the previews are not kept: they show dataset "
+        "images (`tap-train evaluate --no-harm-clear ... --out runs/...` keeps them to look at).",
     ]
     gains = ", ".join(
         f"{name} {d['methods']['given task']['psnr_y'] - d['methods']['input']['psnr_y']:+.2f} dB"
@@ -156,7 +182,7 @@ def main(argv: list[str] | None = None) -> Report:
         f"; auto-mode accuracy {auto['accuracy']:.2f}" if auto and auto["accuracy"] is not None else ""
     )
     path = write_markdown(args.out_dir, NAME, "Quality: restoration on validation data", header, body)
-    return Report(NAME, path, [headline])
+    return Report(NAME, path, [headline, no_harm_headline(results["no_harm"])])
 
 
 if __name__ == "__main__":

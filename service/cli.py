@@ -46,7 +46,12 @@ async def _restore_local(pairs, args) -> int:
                 async with gate:
                     try:
                         result = await pipeline.restore(
-                            src.read_bytes(), args.degradation, args.format, args.quality, ensemble=args.ensemble
+                            src.read_bytes(),
+                            args.degradation,
+                            args.format,
+                            args.quality,
+                            ensemble=args.ensemble,
+                            strength=args.strength,
                         )
                         dst.parent.mkdir(parents=True, exist_ok=True)
                         dst.write_bytes(result.data)
@@ -69,6 +74,8 @@ def _restore_remote(pairs, args) -> int:
         params["quality"] = args.quality
     if args.ensemble is not None:
         params["ensemble"] = str(args.ensemble).lower()
+    if args.strength is not None:
+        params["strength"] = args.strength
     failures = 0
     with httpx.Client(base_url=args.url.rstrip("/"), headers=headers, timeout=args.timeout) as client:
         for src, dst in tqdm(pairs, unit="img", desc="restore"):
@@ -84,6 +91,17 @@ def _restore_remote(pairs, args) -> int:
                 failures += 1
                 tqdm.write(f"{src}: HTTP {response.status_code} {response.text[:300]}", file=sys.stderr)
     return failures
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def cmd_restore(args) -> int:
@@ -137,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         "--ensemble",
         action=argparse.BooleanOptionalAction,
         help="also restore each mirror image and average (twice the work); default: the service's TAP_FLIP_ENSEMBLE",
+    )
+    restore.add_argument(
+        "--strength",
+        type=fraction,
+        help="0-1: output = input + strength * (restored - input); 0 returns the photo untouched; "
+        "default: the service's TAP_DEFAULT_STRENGTH (1)",
     )
     restore.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8000; default: in-process")
     restore.add_argument("--api-key", default=os.environ.get("TAP_API_KEY"), help="for --url (default $TAP_API_KEY)")

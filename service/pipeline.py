@@ -27,6 +27,7 @@ class Restored:
     height: int
     tiles: int
     timings_ms: dict[str, float]
+    strength: float
 
 
 def _ms(seconds: float) -> float:
@@ -49,6 +50,13 @@ def merge_mirrors(outputs: list[np.ndarray]) -> list[np.ndarray]:
     return [(own + mirrored[:, :, ::-1]) * np.float32(0.5) for own, mirrored in pairs]
 
 
+def toward_input(lq: np.ndarray, restored: np.ndarray, strength: float) -> np.ndarray:
+    """lq + strength * (restored - lq): the restoration blended back toward the photo."""
+    if strength == 1.0:
+        return restored
+    return lq + np.float32(strength) * (restored - lq)
+
+
 class Pipeline:
     def __init__(self, engine: Engine, batcher: Batcher, settings: Settings) -> None:
         self.engine = engine
@@ -67,15 +75,19 @@ class Pipeline:
         quality: int | None = None,
         started: float | None = None,
         ensemble: bool | None = None,
+        strength: float | None = None,
     ) -> Restored:
         """Raises UnknownDegradation, imaging.ImageError, QueueFull, DeadlineExceeded, InferenceError.
 
         `ensemble` (None: the settings' `flip_ensemble`) restores every tile and its mirror image.
+        `strength` (None: the settings' `default_strength`) blends the blended tiles back toward
+        the photo; 0 runs no backbone and returns the photo as decoded.
         """
         s = self.settings
         started = time.perf_counter() if started is None else started
         deadline = started + s.request_timeout_s
         ensemble = s.flip_ensemble if ensemble is None else ensemble
+        strength = s.default_strength if strength is None else strength
         decision = self.resolve(degradation)
         width, height = imaging.open_image(data, s.max_pixels).size  # header only: cheap refusals first
         tiles = self.plan(height, width) * (2 if ensemble else 1)
@@ -91,20 +103,22 @@ class Pipeline:
                 decision = self.engine.decide(probabilities)
                 timings["classify"] = _ms(time.perf_counter() - t0)
                 metrics.AUTO_DECISIONS.labels(degradation="mixture" if decision.mixture else decision.label).inc()
-            if decision.clean:
+            untouched = decision.clean or strength == 0
+            if untouched:
                 ticket.release()
                 rgb = decoded.rgb
             else:
                 metrics.TILES_PER_REQUEST.observe(tiles)
-                rgb = await self._process(decoded.rgb, decision, deadline, timings, ensemble)
+                restored = await self._process(decoded.rgb, decision, deadline, timings, ensemble)
                 ticket.release()
+                rgb = await asyncio.to_thread(toward_input, decoded.rgb, restored, strength)
                 metrics.MEGAPIXELS_RESTORED.inc(decoded.width * decoded.height / 1e6)
         t0 = time.perf_counter()
         data_out = await asyncio.to_thread(imaging.encode, rgb, decoded.extras, fmt, quality or s.default_quality)
         timings["encode"] = _ms(time.perf_counter() - t0)
         timings["total"] = _ms(time.perf_counter() - started)
-        work = 0 if decision.clean else tiles
-        return Restored(data_out, fmt, decision, decoded.width, decoded.height, work, timings)
+        work = 0 if untouched else tiles
+        return Restored(data_out, fmt, decision, decoded.width, decoded.height, work, timings, strength)
 
     def plan(self, height: int, width: int) -> int:
         """Work items for an image; refuses shapes whose tiles would cover far more than max_pixels.

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # (`ensemble` on POST /restore). +0.06-0.26 dB PSNR-Y on every validation set for twice the
     # backbone work (bench/results/flip_ensemble.md).
     flip_ensemble: bool = False
+    # Requests that don't say: how far the output moves from the photo toward the restoration
+    # (`strength` on POST /restore): output = input + strength * (restored - input). 0 returns
+    # the photo untouched; below 1 is the user's guard against over-restoration.
+    default_strength: float = Field(1.0, ge=0, le=1)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -171,6 +171,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         size=args.size,
         holdout_every=int(trained["holdout_every"]),
         real=Path(args.real) if args.real else None,
+        no_harm_clear=Path(args.no_harm_clear) if args.no_harm_clear else None,
+        no_harm_haze=Path(args.no_harm_haze) if args.no_harm_haze else None,
     )
     report_path = Path(args.out) / "report.md"
     if args.weather_photos:  # auto mode's confusion on the weather-photos dev split (and --real)
@@ -371,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-dir", help="clean photos for synthetic validation (default: the checkpoint's own)")
     p.add_argument("--real", help="real weather photos, one subfolder per weather (label = folder name)")
     p.add_argument("--weather-photos", help="weather-photos folder: auto mode's confusion on its dev split")
+    p.add_argument("--no-harm-clear", help="clear photos (e.g. weather-photos/clear): its dev split, every prompt")
+    p.add_argument("--no-harm-haze", help="real haze photos: the blotch measure under `haze`")
     p.add_argument("--synthetic", type=int, default=8, help="synthetic validation images per task (0: none)")
     p.add_argument("--paired", action="append", default=[], help="task=DIR with input/ and target/")
     p.add_argument("--size", type=int, default=0, help="resize longer side to this for speed (0: full size)")

@@ -25,6 +25,7 @@ from training.baselines import dark_channel_prior
 from training.datasets import DataError, PairedFolder, list_images, read_rgb, split_clean, to_tensor
 from training.image_files import fit_longer_side
 from training.metrics import image_metrics, quantize
+from training.no_harm import evaluate_no_harm, format_no_harm
 from training.real_photos import clean_untouched, evaluate_real, format_real
 
 log = logging.getLogger(__name__)
@@ -214,9 +215,13 @@ def run_evaluation(
     size: int = 0,
     holdout_every: int = 11,
     real: Path | None = None,
+    no_harm_clear: Path | None = None,
+    no_harm_haze: Path | None = None,
 ) -> dict:
     """Evaluate on synthetic validation, paired folders and real photos; write report.md,
     metrics.json, grid.png (and side-by-side previews of the real photos under real/).
+    `no_harm_clear` / `no_harm_haze`: clear photos and real haze for the do-no-harm section
+    (`training.no_harm`; previews of the worst photos under no_harm/).
 
     Puts the model in eval mode. Synthetic validation covers the tasks that have a generator;
     `synthetic_per_task=0` skips it and the auto-mode confusion (clean_dir is then not read).
@@ -235,8 +240,11 @@ def run_evaluation(
             sources.append(Source(f"synthetic/{task}", t, "synthetic", samples))
     for task, root in paired:
         sources.append(Source(Path(root).name, task, str(root), paired_samples(Path(root), task, size)))
-    if not sources and real is None:
-        raise ValueError("nothing to evaluate: give synthetic_per_task > 0, paired folders or real photos")
+    no_harm = (no_harm_clear, no_harm_haze)
+    if not sources and real is None and no_harm == (None, None):
+        raise ValueError(
+            "nothing to evaluate: give synthetic_per_task > 0, paired folders, real photos or no-harm folders"
+        )
 
     grid: list[GridRow] = []
     datasets: dict[str, dict] = {}
@@ -260,6 +268,7 @@ def run_evaluation(
         "datasets": datasets,
         "auto": auto_summary(model, datasets, synthetic_names, clean) if synthetic_names else None,
         "real": evaluate_real(model, Path(real), size, out_dir / "real") if real is not None else None,
+        "no_harm": evaluate_no_harm(model, *no_harm, size, out_dir / "no_harm") if no_harm != (None, None) else None,
     }
     if real is not None:  # and whole held-out clean photos: how many auto mode returns untouched
         try:
@@ -324,6 +333,8 @@ def format_report(results: dict) -> str:
         lines += _table(["dataset", "task", *classes], rows, 2)
     if results.get("real"):
         lines += ["", *format_real(results["real"])]
+    if results.get("no_harm"):
+        lines += ["", *format_no_harm(results["no_harm"])]
     lines += [
         "",
         f"grid.png: up to {GRID_PER_DATASET} examples per dataset; columns {', '.join(GRID_COLUMNS)}. "

@@ -3,10 +3,13 @@
 PSNR and SSIM on the Y channel of 8-bit images (BasicSR's `rgb2ycbcr(y_only=True)`, ITU-R
 BT.601, Y in 16..235 unrounded) and PSNR on RGB. SSIM is Wang et al. 2004 with an 11x11
 Gaussian window (sigma 1.5) over valid positions only, as BasicSR computes it, so numbers are
-comparable with published tables.
+comparable with published tables. Two no-reference checks of an output against its own input
+complete them: `grid_score` (a stride-grid pattern) and `flat_structure` (stains painted into
+flat regions such as skies).
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -115,3 +118,110 @@ def grid_score(image: np.ndarray, period: int = GRID_PERIOD) -> float:
             around += float(np.exp(np.mean(np.log(spectrum[near] + 1e-12))))  # geometric: spectra fall as ~1/f^2
         ratios.append(peaks / max(around, 1e-12))
     return float(np.mean(ratios))
+
+
+FLAT_SIDE = 512  # working resolution (longer side): windows and blocks mean the same share of any photo
+FLAT_WINDOWS = (5, 9, 17, 33)  # box windows (pixels at FLAT_SIDE): structure from fine to blotch-sized
+FLAT_STD = 2.0  # a pixel is flat when the input's local std is below this at every window (Y levels)
+FLAT_NOISE = 1.0  # Y levels: both energies get this floor, so 8-bit/JPEG noise on a flat sky counts as ~1
+FLAT_BLOCK = 32  # pixels at FLAT_SIDE: a stain shows in the block it covers, not diluted by the whole sky
+FLAT_BLOCK_SHARE = 0.25  # a block is scored when at least this share of its pixels is flat
+FLAT_GAIN_SHARE = 0.05  # the contrast gain needs at least this share of structured (non-flat) input
+
+
+@dataclass(frozen=True)
+class FlatStructure:
+    """`score`: the flat-region (blotch) measure, None when the input has no flat block;
+    `box`: (top, left, bottom, right) of the worst block in the input's pixels; `gain`: the
+    contrast gain that was divided out; `flat_share`: the share of flat input pixels."""
+
+    score: float | None
+    box: tuple[int, int, int, int] | None
+    gain: float
+    flat_share: float
+
+
+def _box_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """Mean over a k x k window centred on each pixel (edges reflected); same shape as `a`."""
+    r = k // 2
+    p = np.pad(a, r, mode="reflect")
+    c = np.cumsum(np.cumsum(np.pad(p, ((1, 0), (1, 0))), axis=0), axis=1)
+    h, w = a.shape
+    return (c[k : k + h, k : k + w] - c[:h, k : k + w] - c[k : k + h, :w] + c[:h, :w]) / (k * k)
+
+
+def _working_luma(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> luma (Y, 16..235 scale) resized to `shape` (rows, cols)."""
+    from PIL import Image
+
+    y = Image.fromarray(rgb_to_y(image).astype(np.float32), mode="F")
+    return np.asarray(y.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), np.float64)
+
+
+def _flat(y: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Local variances of working luma at every FLAT_WINDOWS size, and the flat mask they give."""
+    variances = [np.maximum(_box_mean(y**2, k) - _box_mean(y, k) ** 2, 0.0) for k in FLAT_WINDOWS]
+    return variances, np.all([v < FLAT_STD**2 for v in variances], axis=0)
+
+
+def _working_shape(h: int, w: int) -> tuple[int, int]:
+    scale = FLAT_SIDE / max(h, w)
+    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if min(shape) < max(FLAT_WINDOWS):
+        raise ValueError(
+            f"the flat-region measure needs an aspect ratio that leaves {max(FLAT_WINDOWS)} px, got {h}x{w}"
+        )
+    return shape
+
+
+def flat_mask(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flat mask, luma) of an (H, W, 3) uint8 image at the working resolution (see flat_structure)."""
+    y = _working_luma(image, _working_shape(*image.shape[:2]))
+    return _flat(y)[1], y
+
+
+def flat_structure(lq: np.ndarray, pred: np.ndarray) -> FlatStructure:
+    """How much structure `pred` adds where `lq` is flat: the blotch measure (1.0 = none added).
+
+    Both images' luma is resized to a longer side of FLAT_SIDE. A pixel is flat when the
+    input's local standard deviation is below FLAT_STD at every window in FLAT_WINDOWS (a
+    clear sky, a cloud's interior, dense haze). The global contrast gain g = std(pred)/std(lq)
+    over the input's structured (non-flat) pixels is divided out, since dehazing rightly
+    stretches contrast (measured where there is contrast to stretch, so structure painted into
+    a large flat region cannot inflate g and hide itself; g = 1 when under FLAT_GAIN_SHARE of
+    the input has structure). For every
+    block of FLAT_BLOCK pixels that is at least FLAT_BLOCK_SHARE flat, and every window k,
+
+        r = (mean_flat var_k(pred) + n^2) / (g^2 * mean_flat var_k(lq) + n^2),  n = FLAT_NOISE,
+
+    where var_k is the local variance in a k x k window; the score is the largest r. A pure
+    contrast stretch (pred = a + g * lq) scores 1, identity exactly 1; a dark stain on a sky
+    scores well above 2, as its rim is structure the input lacked at that scale. Scale-free:
+    a ratio of energies, on a fixed working resolution, so a photo's size does not change it.
+    """
+    if lq.shape != pred.shape or lq.ndim != 3:
+        raise ValueError(f"need two (H, W, 3) images of one shape, got {lq.shape} and {pred.shape}")
+    shape = _working_shape(*lq.shape[:2])
+    scale = shape[0] / lq.shape[0]
+    y_in, y_out = _working_luma(lq, shape), _working_luma(pred, shape)
+    (var_in, flat), (var_out, _) = _flat(y_in), _flat(y_out)
+    gain = 1.0  # an input with almost no structure has no contrast to stretch
+    if (~flat).mean() >= FLAT_GAIN_SHARE:
+        gain = float(y_out[~flat].std() / max(y_in[~flat].std(), FLAT_NOISE))
+    noise = FLAT_NOISE**2
+    best, box = None, None
+    for top in range(0, shape[0], FLAT_BLOCK):
+        for left in range(0, shape[1], FLAT_BLOCK):
+            block = (slice(top, top + FLAT_BLOCK), slice(left, left + FLAT_BLOCK))
+            mask = flat[block]
+            if mask.mean() < FLAT_BLOCK_SHARE:
+                continue
+            r = max(
+                (vo[block][mask].mean() + noise) / (gain**2 * vi[block][mask].mean() + noise)
+                for vi, vo in zip(var_in, var_out, strict=True)
+            )
+            if best is None or r > best:
+                best = float(r)
+                bottom, right = min(top + FLAT_BLOCK, shape[0]), min(left + FLAT_BLOCK, shape[1])
+                box = tuple(round(v / scale) for v in (top, left, bottom, right))
+    return FlatStructure(best, box, gain, float(flat.mean()))

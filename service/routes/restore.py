@@ -38,8 +38,10 @@ class RestoreResult(BaseModel):
     width: int
     height: int
     tiles: int = Field(
-        description="Backbone work items: 1 when the image was sent whole, 0 when clean; doubled with `ensemble`."
+        description="Backbone work items: 1 when the image was sent whole, 0 when clean or at strength 0; doubled "
+        "with `ensemble`."
     )
+    strength: float = Field(description="Used: the output is input + strength * (restored - input).")
 
     model_config = {
         "json_schema_extra": {
@@ -65,6 +67,7 @@ class RestoreResult(BaseModel):
                     "width": 640,
                     "height": 480,
                     "tiles": 6,
+                    "strength": 1.0,
                 }
             ]
         }
@@ -132,6 +135,7 @@ def _headers(result: Restored, model_version: str) -> dict[str, str]:
         "X-Degradation": decision.label,
         "X-Model-Version": model_version,
         "X-Processing-Time-Ms": f"{result.timings_ms['total']:.1f}",
+        "X-Strength": f"{result.strength:g}",
     }
     if decision.confidence is not None:
         headers["X-Degradation-Confidence"] = f"{decision.confidence:.4f}"
@@ -154,6 +158,7 @@ IMAGE_RESPONSE = {
         "X-Degradation-Mixture": {"description": "Mixture weights, 'rain=0.6,haze=0.4'.", "schema": {"type": "string"}},
         "X-Model-Version": {"schema": {"type": "string"}},
         "X-Processing-Time-Ms": {"schema": {"type": "string"}},
+        "X-Strength": {"description": "The strength used, 0-1.", "schema": {"type": "string"}},
     },
 }
 
@@ -176,6 +181,7 @@ async def restore(
     format_form: Annotated[OutputFormat, Form(alias="format")] = None,
     quality_form: Annotated[int, Form(alias="quality", ge=1, le=100)] = None,
     ensemble_form: Annotated[bool, Form(alias="ensemble")] = None,
+    strength_form: Annotated[float, Form(alias="strength", ge=0, le=1)] = None,
     degradation_query: Annotated[
         str, Query(alias="degradation", max_length=64, description="'auto' (default) or a task name.")
     ] = None,
@@ -189,6 +195,17 @@ async def restore(
             "Absent: the service's TAP_FLIP_ENSEMBLE (default false).",
         ),
     ] = None,
+    strength_query: Annotated[
+        float,
+        Query(
+            alias="strength",
+            ge=0,
+            le=1,
+            description="How far to move from the photo toward the restoration: output = input + strength * "
+            "(restored - input); 0 returns the photo untouched. Absent: the service's TAP_DEFAULT_STRENGTH "
+            "(default 1).",
+        ),
+    ] = None,
     accept: Annotated[str, Header(description="image/png, image/jpeg, image/webp or application/json")] = None,
 ) -> Response:
     """Restore one photo. `degradation=auto` lets the classifier choose: a confidently clean
@@ -199,12 +216,13 @@ async def restore(
     as_json, fmt = negotiate(accept, format_form or format_query)
     quality = quality_form or quality_query
     ensemble = ensemble_form if ensemble_form is not None else ensemble_query
+    strength = strength_form if strength_form is not None else strength_query
     engine = pipeline.engine
     try:
         pipeline.resolve(degradation)
         request.state.degradation_label = degradation
         data = await image.read()
-        result = await pipeline.restore(data, degradation, fmt, quality, started, ensemble)
+        result = await pipeline.restore(data, degradation, fmt, quality, started, ensemble, strength)
     except UnknownDegradation as exc:
         raise ApiError(422, "unknown_degradation", str(exc), reason="bad_request") from exc
     except imaging.ImageTooLarge as exc:
@@ -235,6 +253,7 @@ async def restore(
             width=result.width,
             height=result.height,
             tiles=result.tiles,
+            strength=result.strength,
         )
         return Response(body.model_dump_json(), media_type=JSON_TYPE, headers=headers)
     return Response(result.data, media_type=imaging.MEDIA_TYPES[result.fmt], headers=headers)

@@ -23,6 +23,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   form: $("restore-form"), inputs: $("inputs"), drop: $("drop"), file: $("file"), thumb: $("thumb"),
   dropTitle: $("drop-title"), dropHint: $("drop-hint"), degradation: $("degradation"), ensemble: $("ensemble"), submit: $("submit"),
+  strength: $("strength"), strengthValue: $("strength-value"),
   keyBox: $("key-box"), apiKey: $("api-key"), progress: $("progress"), uploadBar: $("upload-bar"),
   progressText: $("progress-text"), status: $("status"), error: $("error"), errorTitle: $("error-title"),
   errorDetail: $("error-detail"), result: $("result"), compare: $("compare"), before: $("before"),
@@ -194,6 +195,7 @@ function restore(event) {
   body.append("image", state.file, state.file.name);
   body.append("degradation", ui.degradation.value);
   body.append("ensemble", ui.ensemble.checked ? "true" : "false");
+  body.append("strength", String(ui.strength.value / 100));
   body.append("format", fmt);
 
   const xhr = new XMLHttpRequest();
@@ -347,6 +349,9 @@ function wireSlider() {
 loadKey();
 ui.apiKey.addEventListener("input", saveKey);
 ui.form.addEventListener("submit", restore);
+ui.strength.addEventListener("input", () => {
+  ui.strengthValue.textContent = `${ui.strength.value}%`;
+});
 wireDropping();
 wireSlider();
 loadDegradations();

@@ -168,3 +168,44 @@ def test_cpu_fast_path_bench_compares_every_variant(tmp_path: Path) -> None:
     assert len(served) == 3 and all(float(row[2]) > 0 for row in served)
     header, quality = table(text, "set")
     assert len(header) == 5 and any(row[0].startswith("synthetic rain") for row in quality)
+
+
+def _tiny_data(root: Path) -> Path:
+    """The folders bench.quality reads, filled with drawn scenes (no dataset needed)."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.training.test_metrics import sky_over_scene
+
+    def save(folder: Path, name: str, image) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / name)
+
+    for k in range(12):
+        save(root / "clean", f"c{k}.png", sky_over_scene(48, 64, seed=k))
+        save(root / "weather-photos" / "clear", f"sky_{k}.png", sky_over_scene(48, 64, seed=20 + k))
+    for folder in ("rain100h", "sots-indoor"):
+        for k in range(2):
+            gt = sky_over_scene(48, 64, seed=40 + k)
+            save(root / "validation" / folder / "target", f"{k}.png", gt)
+            save(root / "validation" / folder / "input", f"{k}.png", (0.7 * gt + 60).astype(np.uint8))
+    save(root / "real" / "haze", "fog.png", (0.5 * sky_over_scene(48, 64, seed=60) + 110).astype(np.uint8))
+    return root
+
+
+def test_quality_bench_reports_the_do_no_harm_section(tiny: list[str], tmp_path: Path) -> None:
+    from bench import quality
+
+    data = _tiny_data(tmp_path / "data")
+    out = tmp_path / "out"
+    argv = ["--checkpoint", tiny[3], "--data", str(data), "--quick", "--synthetic", "1", "--threads", "1"]
+    report = quality.main([*argv, "--out-dir", str(out)])
+    text = report.path.read_text()
+    header, rows = table(text, "photos")
+    assert header[:4] == ["photos", "prompt", "N", "PSNR-RGB"]
+    assert [r[:2] for r in rows] == [["clear", p] for p in ("rain", "raindrop", "haze", "snow", "auto")] + [
+        ["haze", "haze"]
+    ]
+    assert "clean in, clean out (rain/raindrop/snow) worst" in report.headlines[1]
+    assert "blotch worst" in report.headlines[1]
+    assert not list(out.glob("**/*.png"))  # previews show dataset photos: never kept by the bench

@@ -187,6 +187,49 @@ def test_best_quality_box_asks_for_the_flip_ensemble(browser, ui_server, tmp_pat
     assert not js_errors(browser)
 
 
+def before_after_difference(driver) -> int:
+    """Largest difference of any RGBA byte between the shown original and result (both drawn to canvases)."""
+    return driver.execute_script(
+        f"""const pixels = (img) => {{
+          const canvas = document.createElement("canvas");
+          canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+          const ctx = canvas.getContext("2d");
+          ctx.drawImage(img, 0, 0);
+          return ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+        }};
+        const [a, b] = {BOTH_IMAGES}.map(pixels);
+        let most = 0;
+        for (let i = 0; i < a.length; i += 1) most = Math.max(most, Math.abs(a[i] - b[i]));
+        return most;"""
+    )
+
+
+def test_strength_slider_sends_the_strength(browser, ui_server, tmp_path):
+    """The slider next to the weather choice: at 0% the service returns the photo untouched."""
+    from selenium.webdriver.common.keys import Keys
+
+    photo = tmp_path / "small-rain.png"
+    photo.write_bytes(rainy_city(48, 64))
+    open_page(browser, ui_server)
+    slider = browser.find_element("id", "strength")
+    assert slider.get_attribute("value") == "100" and text(browser, "strength-value") == "100%"
+    slider.send_keys(Keys.HOME)
+    assert text(browser, "strength-value") == "0%"
+    before = ui_server.metric("tap_tiles_per_request_sum")
+    upload(browser, photo, "rain")
+    wait_for_result(browser)
+    assert ui_server.metric("tap_tiles_per_request_sum") == before  # no backbone work at strength 0
+    assert before_after_difference(browser) == 0
+
+    slider.send_keys(Keys.END)
+    assert text(browser, "strength-value") == "100%"
+    browser.find_element("id", "submit").click()
+    wait(browser, lambda d: ui_server.metric("tap_tiles_per_request_sum") == before + 1, "no restore at 100%")
+    wait_for_result(browser)
+    wait(browser, lambda d: before_after_difference(d) > 0, "the result never differed from the photo")
+    assert not js_errors(browser)
+
+
 def test_a_text_file_gets_a_readable_error(browser, ui_server, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("this is not a photo\n")

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 import pytest
+from PIL import Image
 
 from bench.reliability.corpus import BAD_INPUTS, GOOD_ODDITIES
 from bench.reliability.images import decode, encode, png, scene
@@ -238,6 +239,75 @@ def test_flip_ensemble_default_comes_from_settings_and_a_request_overrides_it(st
     )
     assert r.status_code == 200 and r.headers["x-degradation"] == "rain"
     assert_error(srv.restore(encode(rgb), degradation="rain", ensemble="maybe"), 422, "bad_request")
+
+
+def _backbone(bundle, rgb: np.ndarray, task: str = "rain") -> np.ndarray:
+    """(H, W, 3) float output of the bundle's backbone on one whole image, unclipped."""
+    session = ort.InferenceSession(str(bundle / "backbone.onnx"), providers=["CPUExecutionProvider"])
+    x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None]
+    prompt = np.load(bundle / "prompts" / f"{task}.npy")[None]
+    return session.run(None, {"image": x, "prompt": prompt})[0][0].transpose(1, 2, 0)
+
+
+def test_strength_blends_the_restoration_toward_the_photo(server, tiny_bundle):
+    """strength=s: input + s * (restored - input), after the backbone, reported back."""
+    rgb = scene(48, 64, seed=6)  # fits one 64-px tile
+    x = rgb.astype(np.float32) / 255
+    restored = _backbone(tiny_bundle, rgb)
+    for s in (0.25, 0.5, 1.0):
+        out, body = _restore_json(server, rgb, strength=str(s))
+        expected = np.round(np.clip(x + s * (restored - x), 0, 1) * 255) / 255
+        assert np.abs(out - expected).max() <= 1 / 255 + 1e-6, s  # the 8-bit rounding
+        assert body["strength"] == s and body["tiles"] == 1
+    assert np.abs(_restore_json(server, rgb, strength="0.5")[0] - x).max() > 2 / 255  # not the input
+
+
+def test_strength_zero_returns_the_photo_bit_for_bit_without_the_backbone(server):
+    data = encode(scene(100, 120, seed=7))  # tiled: 6 tiles at strength > 0
+    r = server.restore(data, degradation="rain", strength="0")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-strength"] == "0" and r.headers["x-degradation"] == "rain"
+    assert np.array_equal(np.asarray(decode(r.content)), scene(100, 120, seed=7))
+    body = server.restore(data, degradation="rain", strength="0", headers={"Accept": "application/json"}).json()
+    assert body["tiles"] == 0 and body["strength"] == 0.0
+    gray16 = encode(Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 100))
+    r = server.client.post(
+        "/restore", params={"degradation": "haze", "strength": "0"}, files={"image": ("g.png", gray16)}
+    )
+    assert r.status_code == 200, r.text
+    assert np.array_equal(np.asarray(decode(r.content)), np.asarray(decode(gray16)))  # 16-bit values kept
+
+
+def test_strength_as_query_parameter_and_tiled(server):
+    rgb = scene(100, 120, seed=8)
+    full, _ = _restore_json(server, rgb)
+    r = server.client.post(
+        "/restore",
+        params={"degradation": "rain", "strength": "0.5"},
+        files={"image": ("a.png", encode(rgb))},
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == 200 and r.headers["x-strength"] == "0.5"
+    half = np.asarray(decode(base64.b64decode(r.json()["image_base64"])), np.float32) / 255
+    x = rgb.astype(np.float32) / 255
+    assert np.abs(half - (x + 0.5 * (full - x))).max() <= 1 / 255 + 1e-6  # blended after the tiles
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "strong", "nan", "inf"])
+def test_strength_out_of_range_or_not_a_number_is_a_422(server, value):
+    error = assert_error(server.restore(png(), degradation="rain", strength=value), 422, "bad_request")
+    assert "strength" in error["message"]
+    r = server.client.post("/restore", params={"strength": value}, files={"image": ("a.png", png())})
+    assert "strength" in assert_error(r, 422, "bad_request")["message"]
+
+
+def test_strength_default_comes_from_settings_and_a_request_overrides_it(start_server, tiny_bundle):
+    srv = start_server(tiny_bundle, default_strength=0.0)
+    rgb = scene(48, 48, seed=9)
+    r = srv.restore(encode(rgb), degradation="rain")
+    assert r.headers["x-strength"] == "0" and np.array_equal(np.asarray(decode(r.content)), rgb)
+    out, body = _restore_json(srv, rgb, strength="1")
+    assert body["strength"] == 1.0 and body["tiles"] == 1 and np.abs(out - rgb / 255).max() > 2 / 255
 
 
 def _batch_counts(srv) -> tuple[float, float]:

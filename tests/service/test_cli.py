@@ -1,5 +1,6 @@
 """`tap-restore restore`: folders in-process, files against a running server."""
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -41,6 +42,41 @@ def test_ensemble_flag_reaches_the_server(photos, server, tmp_path):
     code = main([*argv, "--ensemble"])
     assert code == 0
     assert server.metric("tap_tiles_per_request_sum") == before + 2  # the photo and its mirror
+
+
+def test_strength_reaches_the_server_and_the_in_process_pipeline(photos, server, tiny_bundle, tmp_path, monkeypatch):
+    """--strength 0: the photo comes back as it went in, both ways; out of range is a usage error."""
+    monkeypatch.setenv("TAP_DEVICE", "cpu")
+    monkeypatch.setenv("TAP_INTRA_OP_THREADS", "1")
+    source = photos / "a.png"
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    argv = ["restore", str(source), "--degradation", "rain", "--strength", "0"]
+    assert main([*argv, "-o", str(remote), "--url", server.url]) == 0
+    assert main([*argv, "-o", str(local), "--bundle", str(tiny_bundle)]) == 0
+    for out in (remote, local):
+        assert np.array_equal(np.asarray(Image.open(out / "a.png")), np.asarray(Image.open(source)))
+    assert (
+        main(
+            [
+                "restore",
+                str(source),
+                "-o",
+                str(local / "full"),
+                "--url",
+                server.url,
+                "--degradation",
+                "rain",
+                "--strength",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert not np.array_equal(np.asarray(Image.open(local / "full" / "a.png")), np.asarray(Image.open(source)))
+    for bad in ("1.5", "-1", "nan", "much"):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv[:-1], bad, "-o", str(tmp_path / "bad"), "--url", server.url])
+        assert exc.value.code == 2
 
 
 def test_a_bad_file_fails_alone(photos, server, tmp_path):

@@ -24,3 +24,12 @@ def test_empty_api_key_means_no_key(monkeypatch):
 def test_overlap_must_leave_room_in_the_tile():
     with pytest.raises(ValidationError, match="tile_overlap"):
         Settings(tile_size=64, tile_overlap=32)
+
+
+def test_default_strength_is_one_and_must_be_a_fraction(monkeypatch):
+    assert Settings().default_strength == 1.0
+    monkeypatch.setenv("TAP_DEFAULT_STRENGTH", "0.7")
+    assert Settings().default_strength == 0.7
+    monkeypatch.setenv("TAP_DEFAULT_STRENGTH", "1.2")
+    with pytest.raises(ValidationError, match="default_strength"):
+        Settings()

@@ -30,7 +30,7 @@ from training.config import load_config
 from training.datasets import LabelledPhotos
 from training.export import export_bundle
 from training.scenes import draw_city_scene
-from training.weather_photos import FOLDER_CLASS, decision_is_right, is_dev, split_files
+from training.weather_photos import FOLDER_CLASS, decision_is_right, is_dev
 
 CLASSES = ["rain", "raindrop", "haze", "snow", "clean"]
 
@@ -60,17 +60,6 @@ def weather_photos(tmp_path_factory) -> Path:
                 img = synth.apply("rain", img.astype(np.float32), rng, 0.8)
             Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(root / folder / name)
     return root
-
-
-def test_the_dev_split_is_a_fixed_fifth_by_file_name_hash(weather_photos):
-    names = [f"photo_{k}.jpg" for k in range(2000)]
-    assert 0.17 < np.mean([is_dev(n) for n in names]) < 0.23
-    assert [is_dev(n) for n in names] == [is_dev(n) for n in names]  # no state, no randomness
-    folder = weather_photos / "rain"
-    dev, train = split_files(folder, "dev"), split_files(folder, "train")
-    assert len(dev) == 2 and len(train) == 3 and not set(dev) & set(train)
-    with pytest.raises(ValueError, match="unknown split"):
-        split_files(folder, "test")
 
 
 def test_decisions_count_as_right_per_folder():

@@ -8,6 +8,8 @@ import pytest
 from training.metrics import (
     SSIM_C1,
     SSIM_C2,
+    flat_mask,
+    flat_structure,
     gaussian_window,
     image_metrics,
     psnr,
@@ -102,3 +104,79 @@ def test_errors_name_the_problem() -> None:
         psnr(img, img[:8])
     with pytest.raises(ValueError, match="at least 11x11"):
         ssim(img[:10], img[:10])
+
+
+# ---- flat-region (blotch) measure -------------------------------------------------------------
+
+
+def sky_over_scene(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
+    """uint8: a smooth sky with faint sensor noise over the top 45%, a drawn city below."""
+    from training.scenes import draw_city_scene, to_uint8
+
+    rng = np.random.default_rng(seed)
+    image = to_uint8(draw_city_scene(h, w, seed=seed, noise=0.0)).astype(np.float64)
+    rows = np.arange(h)[:, None, None]
+    sky = 150 + 60 * rows / h + rng.normal(0, 0.8, (h, w, 3))
+    top = int(0.45 * h)
+    image[:top] = np.broadcast_to(sky[:top], (top, w, 3))
+    return np.clip(image, 0, 255).round().astype(np.uint8)
+
+
+def with_blob(image: np.ndarray, depth: float, sigma: float, centre: tuple[int, int]) -> np.ndarray:
+    """A dark Gaussian stain of `depth` grey levels painted on."""
+    ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    stain = depth * np.exp(-((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2) / (2 * sigma**2))
+    return np.clip(image - stain[..., None], 0, 255).round().astype(np.uint8)
+
+
+def test_flat_structure_is_one_for_identity_and_a_contrast_stretch():
+    lq = sky_over_scene()
+    same = flat_structure(lq, lq)
+    assert same.score == 1.0 and same.gain == 1.0 and 0.3 < same.flat_share < 0.6
+    mask, luma = flat_mask(lq)
+    assert mask.mean() == same.flat_share and mask.shape == luma.shape == (384, 512)  # the working resolution
+    assert mask[: int(0.4 * 384)].mean() > 0.8  # the sky
+    mean = lq.astype(np.float64).mean()
+    stretched = np.clip(mean + 1.4 * (lq - mean), 0, 255).round().astype(np.uint8)
+    result = flat_structure(lq, stretched)
+    assert result.gain == pytest.approx(1.4, abs=0.05)
+    assert result.score < 1.15  # the stretch is divided out (left: 8-bit rounding, a little clipping)
+
+
+def test_flat_structure_discounts_dehazing_a_flat_sky():
+    """Haze (t = 0.6 toward a bright airlight) removed: a global affine change of the image."""
+    clear = sky_over_scene(seed=1)
+    hazy = np.clip(0.6 * clear + 0.4 * 230, 0, 255).round().astype(np.uint8)
+    assert flat_structure(hazy, clear).score < 1.15
+
+
+@pytest.mark.parametrize(("depth", "sigma"), [(40, 12), (15, 20)])
+def test_a_dark_stain_on_the_sky_scores_above_the_threshold(depth, sigma):
+    lq = sky_over_scene()
+    stained = with_blob(lq, depth, sigma, centre=(50, 160))
+    result = flat_structure(lq, stained)
+    assert result.score > 2.0
+    top, left, bottom, right = result.box
+    assert top - 2 * sigma <= 50 <= bottom + 2 * sigma and left - 2 * sigma <= 160 <= right + 2 * sigma
+
+
+def test_stains_over_the_whole_sky_cannot_hide_behind_the_contrast_gain():
+    """The gain is measured where the input has structure: a sky painted dark all over raises
+    the output's overall contrast, and must still score high, as must a photo that is all sky."""
+    lq = sky_over_scene()
+    stained = lq
+    for x in range(20, 320, 60):
+        stained = with_blob(stained, 60, 15, centre=(50, x))
+    result = flat_structure(lq, stained)
+    assert result.gain == pytest.approx(1.0, abs=0.05) and result.score > 10
+    sky = np.ascontiguousarray(lq[:100])
+    assert flat_structure(sky, np.ascontiguousarray(stained[:100])).score > 10
+
+
+def test_flat_structure_is_resolution_free_and_needs_a_flat_region():
+    lq = sky_over_scene(240, 320)
+    stained = with_blob(lq, 15, 20, centre=(50, 160))
+    double = [np.repeat(np.repeat(a, 2, axis=0), 2, axis=1) for a in (lq, stained)]
+    assert flat_structure(*double).score == pytest.approx(flat_structure(lq, stained).score, rel=0.25)
+    busy = texture(96, 128)
+    assert flat_structure(busy, busy).score is None  # no flat block: nothing to judge
