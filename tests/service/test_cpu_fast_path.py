@@ -5,11 +5,11 @@ import threading
 import numpy as np
 import pytest
 
+from bench.reliability.images import png
 from service import cpu_features
 from service.bundle import BundleError
 from service.engine import Engine
 from service.settings import Settings
-from tests.service.conftest import png
 
 AVX2_EPYC = "fpu vme avx avx2 fma f16c bmi2"  # Zen 3: no VNNI
 AVX512_EPYC = AVX2_EPYC + " avx512f avx512bw avx512_bf16 avx512_vnni"  # Zen 4
