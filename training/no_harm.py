@@ -18,7 +18,6 @@ import torch
 from PIL import Image, ImageDraw
 
 from model.net import CLEAN_CLASS, TAPNet
-from service.settings import Settings
 from training.datasets import to_tensor
 from training.image_files import fit_longer_side, list_images, read_rgb
 from training.metrics import flat_structure, psnr, rgb_to_y
@@ -104,7 +103,6 @@ def run_prompts(
     model: TAPNet, paths: list[Path], prompts: list[str], size: int, preview_dir: Path | None
 ) -> dict[str, dict]:
     """Every photo under every prompt (`auto`: the service's decision; clean = the input back)."""
-    settings = Settings()
     device = next(model.parameters()).device
     outcomes: dict[str, list[Outcome]] = {p: [] for p in prompts}
     kept: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -113,7 +111,7 @@ def run_prompts(
         x = to_tensor(lq)[None].to(device)
         for prompt in prompts:
             if prompt == AUTO:
-                decision, weights = auto_decision(model, x, settings)
+                decision, weights = auto_decision(model, x)
             else:
                 decision, weights = prompt, {prompt: 1.0}
             pred = lq if decision == CLEAN_CLASS else restore_with(model, x, weights)

@@ -15,7 +15,7 @@ from training.synth.sheet import HEADER, PAD, sheet_columns
 from training.synth.v2.haze import depth_haze
 
 CLEAN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clean"
-PHOTOS = ("kodim04.png", "kodim21.png", "urban_img_015.png", "flowers.png")
+PHOTOS = ("kodim04.png", "kodim21.png", "urban_img_015.jpg", "flowers.png")
 
 # Mean RGB PSNR (dB) against the clean photo over PHOTOS x 3 seeds, at severity 0.2 / 0.9.
 # Measured: rain 24.8 / 16.1, raindrop 31.4 / 22.1, haze 20.5 / 10.8, snow 24.2 / 17.3.
