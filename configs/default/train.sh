@@ -38,5 +38,5 @@ tap-train calibrate "$RUN/classifier-real/model.safetensors" --weather-photos "$
 tap-train evaluate "$RUN/calibrated/model.safetensors" --out "$RUN/eval" --synthetic 8 \
     --paired "rain=$VAL/rain100h" --paired "haze=$VAL/sots-indoor" --real "$DATA/real" \
     --weather-photos "$DATA/weather-photos" --json "$RUN/eval/summary.json"
-tap-train export "$RUN/calibrated" --out artifacts/default --model-version "$VERSION" --fp16 \
+tap-train export "$RUN/calibrated" --out artifacts/default --model-version "$VERSION" --fp16 --int8 \
     --metrics "$RUN/eval/summary.json" --recipe configs/default/README.md
