@@ -1,4 +1,4 @@
-"""The three training stages. Each stage is a small step module (what one batch costs) and
+"""The training stages (four step modules). Each stage is a small step module (what one batch costs) and
 which parameters train; `fit` is the one loop they share.
 
 Stage 1 pretrain:    backbone on all weathers mixed, no task information (zero prompt).
@@ -290,7 +290,7 @@ def fit(
     resume: bool = False,
     extra_meta: dict | None = None,
 ) -> TAPNet:
-    """The shared training loop: AdamW + warm-up/cosine, AMP on CUDA, DDP under torchrun,
+    """The shared training loop: AdamW + warm-up/cosine, bf16 autocast (CUDA and bf16 CPUs), DDP under torchrun,
     tqdm progress, CSV metrics, resumable safetensors checkpoints."""
     device = resolve_device(cfg.device)
     world = init_distributed(device)
