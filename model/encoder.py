@@ -66,7 +66,10 @@ class DegradationEncoder(nn.Module):
         self.head = nn.Sequential(nn.Linear(2 * c_in, 2 * c_in), nn.GELU(), nn.Linear(2 * c_in, embed_dim))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        f = self.features(image * 2 - 1)
+        return self.pooled_embedding(self.features(image * 2 - 1))
+
+    def pooled_embedding(self, f: torch.Tensor) -> torch.Tensor:
+        """Unit embeddings from the last level's feature maps (N, C, h, w): mean/std pooling, head."""
         mu = f.mean((2, 3))
         std = (f - mu[:, :, None, None]).pow(2).mean((2, 3)).add(1e-6).sqrt()
         return F.normalize(self.head(torch.cat([mu, std], dim=1)), dim=1)

@@ -273,8 +273,12 @@ class TAPNet(nn.Module):
 
     def classify(self, image: torch.Tensor) -> torch.Tensor:
         """Logits (N, T + 1) over tasks then `clean`."""
+        return self.class_logits(self.embed(image))
+
+    def class_logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits (N, T + 1) of unit embeddings against the task keys and the `clean` key."""
         keys = self.keys(self.prompts.task_vectors())
-        return self.embed(image) @ keys.t() / self.keys.temperature
+        return embedding @ keys.t() / self.keys.temperature
 
     @torch.no_grad()
     def photo_probabilities(self, photo: torch.Tensor) -> np.ndarray:

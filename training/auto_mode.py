@@ -169,18 +169,18 @@ def confusion_table(model: TAPNet, scores: list[PhotoScore], title: str) -> list
     columns = [*model.tasks, CLEAN_CLASS]
     columns += sorted({label for label in labels if label not in columns})
     rows: dict[str, Counter] = {}
+    hits: Counter = Counter()
     for s, label in zip(scores, labels, strict=True):
         rows.setdefault(s.folder, Counter())[label] += 1
-    shares = right_shares(scores, labels)
+        hits[s.folder] += decision_is_right(s.folder, label)
     lines = [f"**{title}** ({len(scores)} photos; rows: folder, columns: auto mode's decision)", ""]
     lines += ["| folder | n | " + " | ".join(columns) + " | right |", "| --- " * (len(columns) + 3) + "|"]
     for folder, counts in rows.items():
         cells = [str(counts.get(c, 0)) for c in columns]
         n = sum(counts.values())
-        right = f"{round(shares[folder] * n)}/{n} ({shares[folder]:.0%})"
+        right = f"{hits[folder]}/{n} ({hits[folder] / n:.0%})"
         lines.append(f"| {folder} | {n} | " + " | ".join(cells) + f" | {right} |")
-    right = sum(decision_is_right(s.folder, label) for s, label in zip(scores, labels, strict=True))
-    lines += ["", f"All: {right}/{len(scores)} right.", ""]
+    lines += ["", f"All: {sum(hits.values())}/{len(scores)} right.", ""]
     return lines
 
 

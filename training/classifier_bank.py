@@ -21,7 +21,7 @@ from torch import nn
 from model.checkpoint import load_model, save_weights
 from model.net import TAPNet
 from training.config import TrainConfig, save_config, to_dict
-from training.loops import autocast_for, build_training_set, classifier_views, invisible_weather, seed_everything
+from training.loops import autocast_for, build_training_set, labelled_views, lr_lambda, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ def draw_bank(cfg: TrainConfig, tasks: list[str], count: int, batch: int = 32) -
         lq = torch.stack([it["lq"] for it in items])
         gt = torch.stack([it["gt"] for it in items])
         task = torch.tensor([int(it["task"]) for it in items])
-        view, clean_view = classifier_views(lq, gt, cfg.classifier)
-        if cfg.classifier.visible_psnr > 0:
-            task = torch.where(invisible_weather(view, clean_view, cfg.classifier.visible_psnr), clean, task)
+        view, task = labelled_views(lq, gt, task, cfg.classifier, clean)
         views.append((view.clamp(0, 1) * 255).round().to(torch.uint8))
         labels.append(task)
     return ViewBank(torch.cat(views), torch.cat(labels))
@@ -87,23 +85,19 @@ def frozen_features(lower: nn.Sequential, bank: ViewBank, batch: int = 64) -> to
 
 def upper_logits(model: TAPNet, upper: nn.Sequential, feats: torch.Tensor) -> torch.Tensor:
     """Logits over classes from cached lower-level features (DegradationEncoder.forward's top half)."""
-    f = upper(feats.float())
-    mu = f.mean((2, 3))
-    std = (f - mu[:, :, None, None]).pow(2).mean((2, 3)).add(1e-6).sqrt()
-    embedding = F.normalize(model.encoder.head(torch.cat([mu, std], dim=1)), dim=1)
-    keys = model.keys(model.task_vectors().detach())
-    return embedding @ keys.t() / model.keys.temperature
+    return model.class_logits(model.encoder.pooled_embedding(upper(feats.float())))
 
 
-def tune_classifier_bank(
-    cfg: TrainConfig, out_dir: Path, bank_size: int, frozen_levels: int, epochs: float, batch: int = 64
-) -> TAPNet:
-    """Fine-tune cfg.init's classifier on a bank of `bank_size` views; saves model.safetensors."""
+def tune_classifier_bank(cfg: TrainConfig, out_dir: Path) -> TAPNet:
+    """Fine-tune cfg.init's classifier on a bank of cfg.classifier.bank_size views, the first
+    cfg.classifier.frozen_levels levels frozen, for bank_epochs passes at data.batch_size;
+    saves model.safetensors."""
     if not cfg.init:
         raise ValueError("tune-classifier needs a prompt-tuned checkpoint: --init PATH/model.safetensors")
     seed_everything(cfg.seed)
     model = load_model(Path(cfg.init))[0].eval()
     view = cfg.classifier
+    bank_size, frozen_levels, epochs, batch = view.bank_size, view.frozen_levels, view.bank_epochs, cfg.data.batch_size
     model.cfg = replace(
         model.cfg, classifier_view=view.view_mode, classifier_size=view.view_size, classifier_max_side=view.max_side
     )
@@ -119,16 +113,7 @@ def tune_classifier_bank(
     params = [p for p in params if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     steps = max(1, math.ceil(epochs * len(feats) / batch))
-    warmup = min(cfg.optim.warmup_steps, steps // 4)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return cfg.optim.min_lr / cfg.optim.lr + 0.5 * (1 - cfg.optim.min_lr / cfg.optim.lr) * (
-            1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))
-        )
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(replace(cfg, steps=steps)))
     gen = torch.Generator().manual_seed(cfg.seed)
     upper.train()
     order = torch.randperm(len(feats), generator=gen)

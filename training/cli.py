@@ -123,8 +123,7 @@ def cmd_tune_classifier(args: argparse.Namespace) -> None:
 
     cfg = _config(args)
     if cfg.classifier.bank_size > 0:
-        c = cfg.classifier
-        tune_classifier_bank(cfg, Path(args.out), c.bank_size, c.frozen_levels, c.bank_epochs, cfg.data.batch_size)
+        tune_classifier_bank(cfg, Path(args.out))
     else:
         tune_classifier(cfg, Path(args.out), resume=args.resume)
 
@@ -170,9 +169,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         seed=args.seed,
         size=args.size,
         holdout_every=int(trained["holdout_every"]),
-        real=Path(args.real) if args.real else None,
-        no_harm_clear=Path(args.no_harm_clear) if args.no_harm_clear else None,
-        no_harm_haze=Path(args.no_harm_haze) if args.no_harm_haze else None,
+        real=_path(args.real),
+        no_harm_clear=_path(args.no_harm_clear),
+        no_harm_haze=_path(args.no_harm_haze),
     )
     report_path = Path(args.out) / "report.md"
     if args.weather_photos:  # auto mode's confusion on the weather-photos dev split (and --real)

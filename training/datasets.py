@@ -316,7 +316,7 @@ class LabelledPhotos:
         task_weights: Sequence[float] = (),
     ) -> None:
         classes = [*tasks, "clean"]
-        missing = sorted({FOLDER_CLASS[f] for f in FOLDER_CLASS} - set(classes))
+        missing = sorted(set(FOLDER_CLASS.values()) - set(classes))
         if missing:
             raise DataError(f"weather-photos labels {missing} are not classes of this model ({classes})")
         photos = labelled_photos(Path(root), "train")

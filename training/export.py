@@ -87,6 +87,17 @@ def export_classifier(model: TAPNet, path: Path) -> None:
     _export(ClassifierGraph(model).eval(), example, path, (["image"], ["logits"]), {"image": (0, 2, 3)})
 
 
+def classifier_manifest(model: TAPNet) -> dict:
+    """The manifest entries that say how the service shows photos to the classifier and decides."""
+    return {
+        "classifier_input_size": model.cfg.classifier_size,
+        "classifier_view": model.cfg.classifier_view,
+        "classifier_max_side": model.cfg.classifier_max_side,
+        "classifier_temperature": model.cfg.classifier_temperature,
+        "auto_rule": model.cfg.auto_rule.to_dict(),
+    }
+
+
 def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -184,11 +195,7 @@ def export_bundle(
         "prompt_dim": d,
         "pad_multiple": model.cfg.pad_multiple,
         "padding": "inside the graph (mirror padding to pad_multiple, cropped back)",
-        "classifier_input_size": model.cfg.classifier_size,
-        "classifier_view": model.cfg.classifier_view,
-        "classifier_max_side": model.cfg.classifier_max_side,
-        "classifier_temperature": model.cfg.classifier_temperature,
-        "auto_rule": model.cfg.auto_rule.to_dict(),
+        **classifier_manifest(model),
         "backbone": {
             "file": "backbone.onnx",
             "inputs": {"image": [n, 3, "H", "W"], "prompt": [n, d]},
@@ -264,11 +271,7 @@ def replace_classifier(
     manifest |= {
         "model_version": model_version,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "classifier_input_size": model.cfg.classifier_size,
-        "classifier_view": model.cfg.classifier_view,
-        "classifier_max_side": model.cfg.classifier_max_side,
-        "classifier_temperature": model.cfg.classifier_temperature,
-        "auto_rule": model.cfg.auto_rule.to_dict(),
+        **classifier_manifest(model),
         "net": model.cfg.to_dict(),
         "metrics": {**manifest.get("metrics", {}), **(metrics or {})},
         "recipe": recipe if recipe is not None else manifest.get("recipe", {}),

@@ -169,6 +169,16 @@ def invisible_weather(lq: torch.Tensor, gt: torch.Tensor, visible_psnr: float) -
     return changed & (image_psnr(lq.float(), gt.float()) >= visible_psnr)
 
 
+def labelled_views(
+    lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor, view: ClassifierConfig, clean: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classifier views of a batch and their labels: weather that vanishes in its view is `clean`."""
+    views, clean_views = classifier_views(lq, gt, view)
+    if view.visible_psnr > 0:
+        task = torch.where(invisible_weather(views, clean_views, view.visible_psnr), clean, task)
+    return views, task
+
+
 class ClassifierStep(nn.Module):
     """tune-classifier: InfoNCE against fixed task keys on classifier views (ClassifierConfig);
     no restoration (pred is the input)."""
@@ -180,9 +190,7 @@ class ClassifierStep(nn.Module):
         self.clean = len(model.tasks)
 
     def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
-        views, clean_views = classifier_views(lq, gt, self.view)
-        if self.view.visible_psnr > 0:
-            task = torch.where(invisible_weather(views, clean_views, self.view.visible_psnr), self.clean, task)
+        views, task = labelled_views(lq, gt, task, self.view, self.clean)
         keys = self.model.keys(self.model.task_vectors().detach())
         logits = self.model.embed(views) @ keys.t() / self.model.keys.temperature
         loss = info_nce(logits, task)

@@ -98,9 +98,10 @@ def test_bank_training_changes_only_the_upper_classifier(weather_photos, tiny_cl
     lq = torch.rand(2, 3, 40, 56)
     with torch.no_grad():  # restoration bit-identical
         assert torch.equal(base(lq, base.prompt_for(["rain", "haze"])), tuned(lq, tuned.prompt_for(["rain", "haze"])))
-    cfg = load_config(None, tiny_overrides(tiny_clean_dir) + real + [f"init={tmp_path / 'init.safetensors'}"])
+    bad = ["classifier.bank_size=8", "classifier.frozen_levels=2", f"init={tmp_path / 'init.safetensors'}"]
+    cfg = load_config(None, tiny_overrides(tiny_clean_dir) + real + bad)
     with pytest.raises(ValueError, match="frozen_levels must be in"):
-        tune_classifier_bank(cfg, tmp_path / "bad", bank_size=8, frozen_levels=2, epochs=1)
+        tune_classifier_bank(cfg, tmp_path / "bad")
 
 
 def test_fit_temperature_recovers_the_temperature_that_made_the_labels():
