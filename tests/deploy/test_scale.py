@@ -101,13 +101,15 @@ def stream(client: httpx.Client, stop: threading.Event, sent: list[Sent]) -> Non
 def test_prometheus_discovers_every_replica(stack: Stack, replicas: list[str]) -> None:
     prometheus = stack.client("prometheus", 10)
     wait_for(lambda: ready(prometheus, "/-/ready"), 60, "Prometheus never became ready")
-    lb = stack.client("lb")
-    for _ in range(2 * REPLICAS):
-        assert lb.post("/restore", files={"image": ("p.png", png(), "image/png")}).status_code == 200
     expected = {f"{stack.address(name)}:8000" for name in replicas}
     up = f'up{{job="{JOB}"}} == 1'
     found = lambda: {r["metric"]["instance"] for r in query(prometheus, up)}  # noqa: E731
     wait_for(lambda: found() == expected, 60, f"found {found()}, expected {expected}: {scrape_errors(prometheus)}")
+    # Only now are both replicas surely up and resolved (HAProxy finds them by DNS, as Prometheus
+    # does): requests sent before that all went to the first one once, in a fresh-clone run.
+    lb = stack.client("lb")
+    for _ in range(2 * REPLICAS):
+        assert lb.post("/restore", files={"image": ("p.png", png(), "image/png")}).status_code == 200
     # leastconn spreads sequential requests over idle replicas: each one served some.
     served = f'sum by (instance) (tap_requests_total{{job="{JOB}",status_class="2xx"}}) > 0'
     wait_for(lambda: {r["metric"]["instance"] for r in query(prometheus, served)} == expected, 30, "a replica idle")
