@@ -36,8 +36,9 @@ from bench.common import (
 )
 
 NAME = "flat_probe"
+NO_PROMPT = "no prompt"
 WIDTH, HEIGHT = 512, 384
-LEVELS = (0.5, 0.7, 0.85, 0.95, 1.0)  # sky level, 0..1
+LEVELS = (0.3, 0.5, 0.6, 0.7, 0.85, 0.95, 1.0)  # sky level, 0..1
 SKY_ROWS = (64, 288)  # a short sky and a tall one (a sixth and three quarters of the image)
 BLOCK = 32
 PHOTO_SETS = {  # under --data: what stage 1 trains on, and the clear photos it fails on
@@ -59,6 +60,17 @@ def probe_image(level: float, sky_rows: int, seed: int = 0) -> np.ndarray:
     sky = level + rng.normal(0, NOISE, (sky_rows, WIDTH, 1))
     image[:sky_rows] = np.clip(sky, 0, 1)
     return to_uint8(image.astype(np.float32))
+
+
+def unprompted(model, x) -> np.ndarray:
+    """The backbone alone (a zero prompt: what stage 1 trains), as uint8 HxWx3."""
+    import torch
+
+    from training.metrics import quantize
+
+    with torch.no_grad():
+        pred = model(x, x.new_zeros(1, model.prompt_dim))
+    return quantize(pred[0].clamp(0, 1).permute(1, 2, 0).numpy())
 
 
 def sky_change(lq: np.ndarray, pred: np.ndarray, sky_rows: int) -> tuple[float, float]:
@@ -129,8 +141,8 @@ def main(argv: list[str] | None = None) -> Report:
             lq = probe_image(level, sky_rows)
             x = to_tensor(lq)[None]
             cells = []
-            for task in model.tasks:
-                pred = restore_with(model, x, {task: 1.0})
+            for task in (NO_PROMPT, *model.tasks):
+                pred = unprompted(model, x) if task == NO_PROMPT else restore_with(model, x, {task: 1.0})
                 score = flat_structure(lq[:sky_rows], pred[:sky_rows]).score  # the sky alone
                 mean, darkest = sky_change(lq, pred, sky_rows)
                 cells.append(f"{score:.2f} / {mean:+.1f} / {darkest:+.1f}")
@@ -142,7 +154,7 @@ def main(argv: list[str] | None = None) -> Report:
         "Per prompt, on the sky: blotch (1 = nothing added) / mean change / darkest 32-px block's change "
         "(grey levels of Y, negative = darker).",
         "",
-        md_table(["sky rows", "sky level", *model.tasks], rows),
+        md_table(["sky rows", "sky level", NO_PROMPT, *model.tasks], rows),
         "",
         f"## Flat regions in the photos (flat: as the blotch measure defines it; bright: Y >= {BRIGHT:g})",
         "",

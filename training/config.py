@@ -61,6 +61,15 @@ class DataConfig:
     weather_photos_dir: str = ""
     weather_photos_weight: float = 0.0
     weather_photos_synthetic_prob: float = 0.0
+    # Do no harm (issue 30). flat_prob: share of synthetic-weather crops with a flat region (sky, wall)
+    # painted into the clean photo before the weather (training/synth/flat.py). clear_photos_*: the
+    # train split of weather-photos' clear folders as one more clean source, returned untouched with
+    # probability clear_photos_identity_prob and otherwise under synthetic weather like data.clean_dir.
+    flat_prob: float = 0.0
+    clear_photos_dir: str = ""
+    clear_photos_folders: list[str] = field(default_factory=lambda: ["clear"])
+    clear_photos_weight: float = 0.0
+    clear_photos_identity_prob: float = 0.5
     # Synthetic weather's task mix, one weight per task (rain, raindrop, haze, snow); empty = uniform
     # (the same draws as before it existed). The classifier's real photos have rain and fog, not
     # raindrops or falling snow: weight the synthetic set toward what the real set lacks.
@@ -83,6 +92,9 @@ class LossConfig:
     nce_weight: float = 0.05
     relatedness_weight: float = 0.05
     relatedness_batches: int = 8  # batches per task used to measure R
+    # Stage 2: `clean` rows (lq == gt) also train restoration, each under a random task's prompt, so
+    # every prompt learns to leave clean content alone (issue 30); False: they train the encoder only.
+    identity_under_prompts: bool = False
 
 
 @dataclass

@@ -28,8 +28,9 @@ from training.image_files import list_images, list_pairs, read_pair, read_rgb
 from training.synth.assets import DepthBank, RainLayerBank, StreakBank
 from training.synth.camera import check_quality, jpeg
 from training.synth.common import resize_bilinear
+from training.synth.flat import paint_flat_region
 from training.synth.v2.haze import depth_haze
-from training.weather_photos import FOLDER_CLASS, labelled_photos
+from training.weather_photos import FOLDER_CLASS, labelled_photos, split_files
 
 DEPTH_BORDER = 10  # NYU frames carry a ~10 px invalid border (image pixels); SOTS crops it too
 DEPTH_SCALE = 10.0 / 255  # rgbd-indoor depth PNG value -> metres (only the ratio to the max matters)
@@ -129,6 +130,8 @@ class SyntheticWeather(EpochSampled):
         version: int = 1,
         streaks_dir: Path | None = None,
         task_weights: Sequence[float] = (),
+        flat_prob: float = 0.0,
+        files: Sequence[Path] | None = None,
     ) -> None:
         if generators is None:  # v2 rain composites rendered streak layers, read once here
             streaks = StreakBank.load(Path(streaks_dir)) if version >= 2 and streaks_dir else None
@@ -137,7 +140,8 @@ class SyntheticWeather(EpochSampled):
         if unknown:
             raise DataError(f"no synthetic generator for task(s) {unknown}; known: {list(generators)}")
         self.generators = generators
-        files = split_clean(list_images(Path(clean_dir)), holdout_every, split)
+        if files is None:  # given: photos chosen by the caller (the weather-photos train split)
+            files = split_clean(list_images(Path(clean_dir)), holdout_every, split)
         if not files:
             raise DataError(f"no {split} images in {clean_dir}")
         self.images = [read_rgb(f) for f in files]
@@ -145,12 +149,15 @@ class SyntheticWeather(EpochSampled):
         self.tasks = list(tasks)
         self.crop, self.length, self.severity = crop, length, severity
         self.clean_prob, self.mixed_prob, self.seed = clean_prob, mixed_prob, seed
+        self.flat_prob = flat_prob
         self.task_probs = task_probabilities(task_weights, len(self.tasks))
         self.epoch = 0
 
     def sample(self, rng: np.random.Generator) -> dict:
         """One pair drawn with `rng` (WeightedMix calls this with its own per-index rng)."""
         gt = random_photo_crop(self.images, self.crop, rng)
+        if self.flat_prob > 0 and rng.random() < self.flat_prob:  # no draw at 0: older mixtures unchanged
+            gt = paint_flat_region(gt, rng)
         if rng.random() < self.clean_prob:
             return {"lq": to_tensor(gt), "gt": to_tensor(gt), "task": len(self.tasks)}
         task = draw_task(rng, len(self.tasks), self.task_probs)
@@ -404,6 +411,35 @@ def rain_on_photos(d: DataConfig, tasks: Sequence[str], synthetic: SyntheticWeat
     return RainOnPhotos(RainLayerBank.load(Path(d.rain_layers_dir)), images, list(tasks).index("rain"), d.crop)
 
 
+def clear_photos(
+    d: DataConfig, tasks: Sequence[str], seed: int, synthetic: SyntheticWeather | None
+) -> SyntheticWeather:
+    """The weather-photos train split of `d.clear_photos_folders` as a clean source: untouched with
+    probability `d.clear_photos_identity_prob` (a clear sky must come back as it is), else under
+    synthetic weather as the clean photos are. Never the dev split."""
+    root = Path(d.clear_photos_dir)
+    unknown = sorted(set(d.clear_photos_folders) - {f for f, c in FOLDER_CLASS.items() if c == "clean"})
+    if unknown:
+        raise DataError(f"data.clear_photos_folders {unknown} are not clean-labelled weather-photos folders")
+    files = [p for folder in d.clear_photos_folders for p in split_files(root / folder, "train")]
+    return SyntheticWeather(
+        root,
+        tasks,
+        d.crop,
+        d.samples_per_epoch,
+        severity=(d.severity_min, d.severity_max),
+        clean_prob=d.clear_photos_identity_prob,
+        mixed_prob=d.mixed_prob,
+        seed=seed,
+        generators=synthetic.generators if synthetic is not None else None,
+        version=d.synth_version,
+        streaks_dir=Path(d.streaks_dir) if d.streaks_dir else None,
+        task_weights=d.synthetic_task_weights,
+        flat_prob=d.flat_prob,
+        files=files,
+    )
+
+
 def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: SyntheticWeather | None) -> WeightedMix:
     """Data engine v2: `synthetic` (built by the caller), depth haze, real pairs, paired folders
     and list files, each drawn with its configured weight; a zero weight leaves a source out."""
@@ -442,6 +478,8 @@ def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: 
                 d.synthetic_task_weights,
             ),
         )
+    if d.clear_photos_dir:
+        add(d.clear_photos_weight, lambda: clear_photos(d, tasks, seed, synthetic))
     real = [entry for entry in d.real_pairs if entry.partition("=")[0] in tasks]  # add-task models may lack one
     real_weights = [w for entry, w in zip(d.real_pairs, d.real_pair_weights, strict=True) if entry in real]
     for (index, path), weight in zip(parse_sources(real, tasks), real_weights, strict=True):

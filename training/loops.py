@@ -95,7 +95,8 @@ class PretrainStep(nn.Module):
 
 
 class PromptTuneStep(nn.Module):
-    """Stage 2: task prompts + contrastive alignment; `clean` rows train only the encoder.
+    """Stage 2: task prompts + contrastive alignment; `clean` rows train only the encoder, or with
+    loss.identity_under_prompts also restoration to themselves under a random task's prompt.
 
     With contrastive=False the encoder still learns to classify (auto mode needs it), but
     against detached keys, so the contrastive terms do not shape the prompts.
@@ -110,8 +111,14 @@ class PromptTuneStep(nn.Module):
     def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
         vectors = self.model.task_vectors()  # (T, D)
         degraded = task < len(vectors)
-        pred = self.model(lq, vectors[task.clamp(max=len(vectors) - 1)])
-        restoration = masked_charbonnier(pred, gt, degraded.float())
+        prompt_task = task.clamp(max=len(vectors) - 1)
+        restored = degraded.float()
+        if self.loss_cfg.identity_under_prompts:  # clean rows: a random task's prompt, target = input
+            random_task = torch.randint(len(vectors), task.shape, device=task.device)
+            prompt_task = torch.where(degraded, task, random_task)
+            restored = torch.ones_like(restored)
+        pred = self.model(lq, vectors[prompt_task])
+        restoration = masked_charbonnier(pred, gt, restored)
         keys = self.model.keys(vectors if self.loss_cfg.contrastive else vectors.detach())
         logits = self.model.embed(encoder_view(lq, self.model.cfg.view)) @ keys.t() / self.model.keys.temperature
         nce = info_nce(logits, task)
@@ -212,6 +219,7 @@ def synthetic_from(cfg: TrainConfig, tasks: list[str], **overrides) -> Synthetic
         "version": d.synth_version,
         "streaks_dir": Path(d.streaks_dir) if d.streaks_dir else None,
         "task_weights": d.synthetic_task_weights,
+        "flat_prob": d.flat_prob,
     }
     return SyntheticWeather(Path(d.clean_dir), tasks, d.crop, **(options | overrides))
 

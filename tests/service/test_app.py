@@ -140,8 +140,13 @@ def test_the_bundles_calibrated_rule_decides_and_says_why(start_server, bundle_c
     write_json_atomic(manifest_path, manifest)
     srv = start_server(bundle_copy)
     auto = srv.client.get("/v1/degradations").json()["auto"]
-    assert auto == {"clean_threshold": 1.0, "min_weather_prob": 1.0, "mixture_min_prob": 0.3, "mixture_margin": 0.2,
-                    "temperature": 0.5}
+    assert auto == {
+        "clean_threshold": 1.0,
+        "min_weather_prob": 1.0,
+        "mixture_min_prob": 0.3,
+        "mixture_margin": 0.2,
+        "temperature": 0.5,
+    }
     r = srv.restore(png(seed=7), headers={"Accept": "application/json"})
     body = r.json()
     assert body["degradation"] == "clean" and body["reason"].startswith("not sure: the likeliest weather")

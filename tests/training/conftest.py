@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training import synth
 from training.scenes import draw_city_scene, to_uint8
+from training.weather_photos import FOLDER_CLASS, is_dev
 
 H, W = 72, 96
 
@@ -30,4 +32,31 @@ def tiny_paired_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         lq = (gt * 0.6 + 40).astype(np.uint8)
         Image.fromarray(gt).save(root / "target" / f"p{i}.png")
         Image.fromarray(lq).save(root / "input" / f"p{i}.png")
+    return root
+
+
+def names_in_split(dev: bool, count: int, prefix: str) -> list[str]:
+    found, k = [], 0
+    while len(found) < count:
+        name = f"{prefix}_{k}.png"
+        if is_dev(name) == dev:
+            found.append(name)
+        k += 1
+    return found
+
+
+@pytest.fixture(scope="session")
+def weather_photos(tmp_path_factory) -> Path:
+    """Four labelled folders of drawn scenes (fog: washed out, rain: bright streaks), 3 train + 2 dev each."""
+    root = tmp_path_factory.mktemp("weather-photos")
+    rng = np.random.default_rng(0)
+    for f, folder in enumerate(FOLDER_CLASS):
+        (root / folder).mkdir()
+        for k, name in enumerate(names_in_split(False, 3, folder) + names_in_split(True, 2, folder)):
+            img = draw_city_scene(64, 80, seed=10 * f + k)
+            if folder == "fog":
+                img = 0.35 * img + 0.6
+            elif folder == "rain":
+                img = synth.apply("rain", img.astype(np.float32), rng, 0.8)
+            Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(root / folder / name)
     return root

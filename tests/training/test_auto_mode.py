@@ -1,8 +1,6 @@
 """Auto mode on real photos: the weather-photos split, the real-photo source, the view bank,
 calibration, and the same decisions in training's report and in the service's engine."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -29,37 +27,9 @@ from training.cli import main as tap_train
 from training.config import load_config
 from training.datasets import LabelledPhotos
 from training.export import export_bundle
-from training.scenes import draw_city_scene
 from training.weather_photos import FOLDER_CLASS, decision_is_right, is_dev
 
 CLASSES = ["rain", "raindrop", "haze", "snow", "clean"]
-
-
-def names_in_split(dev: bool, count: int, prefix: str) -> list[str]:
-    found, k = [], 0
-    while len(found) < count:
-        name = f"{prefix}_{k}.png"
-        if is_dev(name) == dev:
-            found.append(name)
-        k += 1
-    return found
-
-
-@pytest.fixture(scope="module")
-def weather_photos(tmp_path_factory) -> Path:
-    """Four labelled folders of drawn scenes (fog: washed out, rain: bright streaks), 3 train + 2 dev each."""
-    root = tmp_path_factory.mktemp("weather-photos")
-    rng = np.random.default_rng(0)
-    for f, folder in enumerate(FOLDER_CLASS):
-        (root / folder).mkdir()
-        for k, name in enumerate(names_in_split(False, 3, folder) + names_in_split(True, 2, folder)):
-            img = draw_city_scene(64, 80, seed=10 * f + k)
-            if folder == "fog":
-                img = 0.35 * img + 0.6
-            elif folder == "rain":
-                img = synth.apply("rain", img.astype(np.float32), rng, 0.8)
-            Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(root / folder / name)
-    return root
 
 
 def test_decisions_count_as_right_per_folder():
