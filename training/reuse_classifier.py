@@ -15,7 +15,18 @@ import torch
 from model.net import TAPNet
 
 MUST_MATCH = ("tasks", "embed_dim", "temperature")  # what the keys are made of and compared with
-COPIED = ("encoder_widths", "encoder_blocks", "classifier_view", "classifier_size", "classifier_max_side")
+COPIED = (  # the classifier's shape and view, and its calibration: the same decisions, so the same rule
+    "encoder_widths",
+    "encoder_blocks",
+    "classifier_view",
+    "classifier_size",
+    "classifier_max_side",
+    "classifier_temperature",
+    "auto_clean_threshold",
+    "auto_min_weather_prob",
+    "auto_mixture_min_prob",
+    "auto_mixture_margin",
+)
 
 
 def reuse_classifier(model: TAPNet, donor: TAPNet) -> TAPNet:

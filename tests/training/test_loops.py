@@ -4,12 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from model.checkpoint import load_model
+from model.checkpoint import load_model, save_weights
 from model.net import NET_VARIANTS, TAPNet
 from service.classifier_view import LONGER_SIDE, PATCHES, ClassifierView
 from training.cli import main as tap_train
@@ -350,6 +351,9 @@ def test_reuse_classifier_keeps_the_decisions_and_the_new_restoration(
     donor = tune_classifier(
         load_config(None, tiny + donor_cfg + [f"init={prompt_tuned / 'model.safetensors'}"]), tmp_path / "donor"
     )
+    calibration = {"classifier_temperature": 0.7, "auto_clean_threshold": 0.25, "auto_min_weather_prob": 0.4}
+    donor.cfg = replace(donor.cfg, **calibration)  # as tap-train calibrate leaves it
+    save_weights(donor, tmp_path / "donor" / "model.safetensors")
     retuned = prompt_tune(
         load_config(None, tiny + ["seed=1", f"init={pretrained / 'model.safetensors'}"]), tmp_path / "retuned"
     )
@@ -362,6 +366,7 @@ def test_reuse_classifier_keeps_the_decisions_and_the_new_restoration(
     assert tap_train(["reuse-classifier", *args, "--out", str(tmp_path / "both")]) == 0
     both = load_model(tmp_path / "both" / "model.safetensors")[0].eval()
     assert both.cfg.encoder_blocks == (1, 2) and both.cfg.view == donor.cfg.view
+    assert both.cfg.auto_rule == donor.cfg.auto_rule and both.cfg.classifier_temperature == 0.7  # calibration too
     lq = torch.rand(3, 3, 40, 56)
     with torch.no_grad():
         assert torch.allclose(both.classify(lq), donor.eval().classify(lq), atol=1e-4)  # same decisions
