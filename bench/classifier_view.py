@@ -29,8 +29,8 @@ from bench.common import (
     service_engine,
     write_markdown,
 )
+from contract.classifier_view import LONGER_SIDE, ClassifierView
 from service import tiling
-from service.classifier_view import LONGER_SIDE, ClassifierView
 from training.scenes import draw_city_scene
 
 NAME = "classifier_view"

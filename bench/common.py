@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from training.data_root import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = shared_data_dir()  # ../shared/data, or TAP_DATA
 DEFAULT_BUNDLE = REPO / "artifacts" / "default"
 BUNDLE_WEIGHTS = "weights.safetensors"  # a bundle may carry its checkpoint; eager PyTorch needs it
 BUSY_OTHERS_LIMIT = 0.2  # CPUs kept busy by other processes above which a table is flagged
@@ -241,7 +243,7 @@ def model_under_test(args: argparse.Namespace, need_eager: bool = True, fp16: bo
             from model.checkpoint import load_model
 
             eager = load_model(ckpt)[0].eval()
-        from service.bundle import read_manifest
+        from contract.bundle import read_manifest
 
         what = f"bundle `{args.bundle}` (model_version {read_manifest(args.bundle)['model_version']})"
         yield Model(eager, args.bundle, what + (f", eager weights `{ckpt}`" if need_eager else ""))

@@ -36,8 +36,8 @@ from bench.common import (
 )
 from bench.roofline import count_flops, theoretical_peak
 from bench.service_overhead import Server, drive, jpeg
+from contract.bundle import INT8_KEYS, load_bundle
 from service import cpu_features
-from service.bundle import INT8_KEYS, load_bundle
 from training.scenes import draw_city_scene
 
 NAME = "cpu_fast_path"

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Report:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    from service.bundle import read_manifest
+    from contract.bundle import read_manifest
 
     manifest = read_manifest(args.bundle)
     watch = CpuWatch()

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> Report:
     watch = CpuWatch()
     latency_rows, sweep_rows, notes, best = [], [], [], {}
     with model_under_test(args, need_eager=False, fp16=True) as model, tempfile.TemporaryDirectory() as trt_dir:
-        from service.bundle import load_bundle
+        from contract.bundle import load_bundle
 
         bundle = load_bundle(model.bundle)
         prompt = first_prompt(model.bundle)[None]  # (1, D)

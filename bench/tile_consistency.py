@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> Report:
     default_overlap = Settings().tile_overlap
     watch = CpuWatch()
     images = photos(args.quick)
-    from service.bundle import read_manifest
+    from contract.bundle import read_manifest
 
     per_bundle = {b: measure(b, args.tile, overlaps, images, args.threads) for b in bundles}
     rows, headlines = [], []

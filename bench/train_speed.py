@@ -18,11 +18,11 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.common import RESULTS, CpuWatch, Report, command_line, machine_lines, md_table, write_markdown
+from bench.common import RESULTS, SHARED_DATA, CpuWatch, Report, command_line, machine_lines, md_table, write_markdown
 
 NAME = "train_speed"
 TARGET = 2.0
-CLEAN_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "clean"
+CLEAN_DIR = SHARED_DATA / "clean"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.classifier_view import ClassifierView
+from contract.classifier_view import ClassifierView
 
 
 def encoder_view(image: torch.Tensor, view: ClassifierView) -> torch.Tensor:

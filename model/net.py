@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.auto_rule import AutoRule
+from contract.classifier_view import LONGER_SIDE, SQUARE, ClassifierView
 from model.blocks import BilinearUpsample, Downsample, NAFBlock, ShuffleUpsample, stage
 from model.encoder import DegradationEncoder, TaskKeys, encoder_views
 from model.prompts import PromptBank
-from service.auto_rule import AutoRule
-from service.classifier_view import LONGER_SIDE, SQUARE, ClassifierView
 
 CLEAN_CLASS = "clean"
 DEFAULT_TASKS = ("rain", "raindrop", "haze", "snow")
@@ -36,12 +36,12 @@ class NetConfig:
     embed_dim: int = 64
     temperature: float = 0.07
     tasks: tuple[str, ...] = field(default=DEFAULT_TASKS)
-    # How a whole photo is shown to the encoder (service.classifier_view); tune-classifier sets it.
+    # How a whole photo is shown to the encoder (contract.classifier_view); tune-classifier sets it.
     classifier_view: str = LONGER_SIDE
     classifier_size: int = 768
     classifier_max_side: int = 1024
     # Auto mode's calibration (tap-train calibrate): the photo-level temperature and the rule's
-    # thresholds (service.auto_rule.AutoRule); the defaults are those of uncalibrated bundles.
+    # thresholds (contract.auto_rule.AutoRule); the defaults are those of uncalibrated bundles.
     classifier_temperature: float = 1.0
     auto_clean_threshold: float = 0.6
     auto_min_weather_prob: float = 0.0

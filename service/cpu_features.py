@@ -9,7 +9,7 @@ dot-product instructions accumulate in 32 bits, so 8-bit weights are exact there
 import platform
 from pathlib import Path
 
-from service.bundle import INT8_KEYS
+from contract.bundle import INT8_KEYS
 
 CPUINFO = Path("/proc/cpuinfo")
 # 32-bit accumulating int8 dot products: x86 VNNI (AVX-512 or AVX), AMX, Arm dot product

@@ -17,10 +17,10 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from contract.auto_rule import CLEAN, AutoRule, Decision
+from contract.bundle import MANIFEST, TASK_NAME, Bundle, BundleError, load_bundle, load_prompts
+from contract.classifier_view import ClassifierView
 from service import cpu_features, metrics
-from service.auto_rule import CLEAN, AutoRule, Decision
-from service.bundle import MANIFEST, TASK_NAME, Bundle, BundleError, load_bundle, load_prompts
-from service.classifier_view import ClassifierView
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

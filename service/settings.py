@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0)
     inter_op_threads: int = Field(1, ge=0)
 
-    # Auto mode (service.auto_rule): clean when p(clean) >= clean_threshold or the likeliest
+    # Auto mode (contract.auto_rule): clean when p(clean) >= clean_threshold or the likeliest
     # weather has p < min_weather_prob; a mixture of the two likeliest weathers when the
     # runner-up has >= mixture_min_prob and trails the top one by <= mixture_margin
     # (mixture_margin < 0 disables mixtures). Unset: the bundle's calibrated rule.

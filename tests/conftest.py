@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from training.data_root import shared_data_dir
+
 # Tiny tensors gain nothing from more threads, and on a shared 2-core machine extra OpenMP
 # threads spin against other jobs (measured 10-50x slower). Set before torch is imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = shared_data_dir()
 
 
 def make_tiny_model(seed: int = 0, tasks: tuple[str, ...] | None = None):

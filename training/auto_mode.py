@@ -1,7 +1,7 @@
 """Auto mode on real photos: calibration, the rule's thresholds, and confusion matrices.
 
 Every photo is shown to the classifier as the service shows it (the model's classifier view),
-and decided by the rule the service applies (service.auto_rule). Calibration is temperature
+and decided by the rule the service applies (contract.auto_rule). Calibration is temperature
 scaling of the photo-level pooled log-probabilities, fitted on the dev split of weather-photos
 (training/weather_photos.py) by negative log-likelihood; the rule's thresholds are then chosen
 on the same photos so that clear photos come back untouched, the costliest mistake being a
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contract.auto_rule import AutoRule
 from model.encoder import encoder_views
 from model.net import CLEAN_CLASS, TAPNet
-from service.auto_rule import AutoRule
 from training.datasets import read_rgb, to_tensor
 from training.evaluate import held_out_photos, synthetic_samples
 from training.image_files import list_images

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from training.config import DataConfig, load_config
+from training.data_root import data_path
 
 RESTORATION_BUDGET = 2_750_000  # TAP's restoration network: backbone + prompts
-CLASSIFIER_BUDGET = 1_000_000  # the auto-mode classifier's own budget (DESIGN.md)
+CLASSIFIER_BUDGET = 1_000_000  # the auto-mode classifier's own budget (issue 29)
 
 
 def _config(args: argparse.Namespace):
@@ -299,7 +300,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def int8_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="../shared/data", help="calibration folders, validation/ and real/ under it")
+    p.add_argument("--data", default=data_path(), help="calibration folders, validation/ and real/ under it")
     p.add_argument("--crops", type=int, default=3, help="calibration crops per folder (each under every prompt)")
     p.add_argument("--crop", type=int, default=192, help="calibration crop side")
     p.add_argument("--folders", nargs="+", help="calibration folders under DATA (default: training.quantize's)")
@@ -317,10 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("preview-synth", help="contact sheet of the synthetic weathers")
     p.add_argument("--out", default="docs/synth_sheet.png")
-    p.add_argument("--clean-dir", default="../shared/data/clean")
+    p.add_argument("--clean-dir", default=data_path("clean"))
     p.add_argument("--procedural", action="store_true", help="drawn scenes instead of photos (publishable)")
     p.add_argument("--version", type=int, default=2, help="data engine: 1 (baseline) or 2")
-    p.add_argument("--streaks-dir", default="../shared/data/rain-streaks", help="v2 rain layers ('' = procedural)")
+    p.add_argument("--streaks-dir", default=data_path("rain-streaks"), help="v2 rain layers ('' = procedural)")
     p.add_argument("--real-dir", help="also rows of real weather photos, DIR/<task>/ (local viewing only)")
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--size", type=int, default=192)
@@ -407,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="contrastive on")
     p.add_argument("--compare", help="second checkpoint, e.g. trained without the contrastive terms")
     p.add_argument("--compare-label", default="contrastive off")
-    p.add_argument("--clean-dir", default="../shared/data/clean")
+    p.add_argument("--clean-dir", default=data_path("clean"))
     p.add_argument("--per-task", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tsne)

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import yaml
 
+from training.data_root import data_path
+
+REAL_PAIR_FOLDERS = (("rain", "rain-heavy"), ("raindrop", "raindrop"))  # task, folder under train/
+
 
 @dataclass
 class DataConfig:
-    clean_dir: str = "../shared/data/clean"
+    clean_dir: str = data_path("clean")
     crop: int = 128
     batch_size: int = 8
     workers: int = 1
@@ -30,12 +34,15 @@ class DataConfig:
     # (today's training data, bit-identical; the ablation baseline). 2: realistic generators and
     # the weighted mixture below; every option from here on applies to version 2 only.
     synth_version: int = 2
-    streaks_dir: str = "../shared/data/rain-streaks"  # rendered streak layers for rain ("" = procedural only)
-    depth_dir: str = "../shared/data/rgbd-indoor"  # image/ + depth/ for RESIDE-style haze ("" = none)
+    streaks_dir: str = data_path("rain-streaks")  # rendered streak layers for rain ("" = procedural only)
+    depth_dir: str = data_path("rgbd-indoor")  # image/ + depth/ for RESIDE-style haze ("" = none)
     # Real pairs, mixed in by weight: random crops with scale jitter and flips, so 18 pairs are
     # seen often enough to matter but never as the same crop twice.
     real_pairs: list[str] = field(
-        default_factory=lambda: ["rain=../shared/data/train/rain-heavy", "raindrop=../shared/data/train/raindrop"]
+        default_factory=lambda: [
+            f"rain={data_path('train', 'rain-heavy')}",
+            f"raindrop={data_path('train', 'raindrop')}",
+        ]
     )
     # Sampling weights: an item comes from a source with probability weight / sum of weights.
     # Defaults: synthetic 1.0 (~83%), depth haze 0.12 (~10%), rain-heavy 0.06 (~5%: ~11 crops per pair
@@ -46,7 +53,7 @@ class DataConfig:
     paired_weight: float = 0.1  # each data.paired / data.lists entry, in version 2
     # The rain of these additive-rain pairs (input = clip(target + S)), lifted off and added onto
     # the clean training photos (datasets.RainOnPhotos); 0 leaves the source out.
-    rain_layers_dir: str = "../shared/data/train/rain-heavy"
+    rain_layers_dir: str = data_path("train", "rain-heavy")
     rain_layer_weight: float = 0.0
     # Share of version-2 inputs (any source) saved as an 8-bit JPEG of quality in
     # [jpeg_quality_min, jpeg_quality_max] before the network sees them, as a camera does after the
@@ -111,7 +118,7 @@ class ClassifierConfig:
     """tune-classifier: how photos are shown to the degradation encoder.
 
     Inference (saved into the model, so export and the service use the same;
-    `service.classifier_view`): `view_mode` `patches` cuts the photo, its longer side shrunk to
+    `contract.classifier_view`): `view_mode` `patches` cuts the photo, its longer side shrunk to
     `max_side`, into squares of `view_size` px and averages their log-probabilities;
     `longer_side` shows the whole photo with its longer side shrunk to `view_size` (never
     enlarged). Training: each `data.crop` crop yields a random square of `train_view`·s px, s

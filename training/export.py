@@ -16,9 +16,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from contract.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file, write_json_atomic, write_prompt
 from model.blocks import inference_form
 from model.net import TAPNet
-from service.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file, write_json_atomic, write_prompt
 from training.quantize import Int8Job, quantize_bundle
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from PIL import Image
 
-from service.bundle import INT8_KEYS, MANIFEST, load_bundle, read_manifest, sha256_file, write_json_atomic
+from contract.bundle import INT8_KEYS, MANIFEST, load_bundle, read_manifest, sha256_file, write_json_atomic
 from training.datasets import split_clean
 from training.image_files import fit_longer_side, list_images, list_pairs, read_pair, read_rgb
 from training.metrics import psnr, quantize, rgb_to_y

@@ -1,7 +1,7 @@
 """Real weather photos without ground truth: auto-mode accuracy and the stride-grid score.
 
 A folder of real photos has one subfolder per weather (`rain/`, `snow/`, ...; `clean/` too):
-the folder name is the label. Auto mode decides as the service does (`service.auto_rule`, with
+the folder name is the label. Auto mode decides as the service does (`contract.auto_rule`, with
 the checkpoint's calibrated rule), so a mixture that contains the labelled weather counts as right. The grid
 score (`training.metrics.grid_score`) is measured on the input and on both outputs (the
 labelled weather's prompt, and auto mode's decision), at full resolution unless `size` is set.

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from contract.classifier_view import SQUARE, ClassifierView
 from model.checkpoint import CheckpointError, load_model, save_weights
 from model.net import NET_VARIANTS, NetConfig, TAPNet, mirror_pad
 from service import tiling
-from service.classifier_view import SQUARE, ClassifierView
 from tests.conftest import make_tiny_model
 
 

@@ -12,7 +12,7 @@ import pytest
 from bench.reliability.images import encode, png, scene
 from bench.reliability.scenario import BASE
 from bench.reliability.server import ServerExited
-from service.bundle import MANIFEST, sha256_file, write_prompt
+from contract.bundle import MANIFEST, sha256_file, write_prompt
 from service.settings import Settings
 from tests.live_server import LiveServer
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from bench.reliability.corpus import BAD_INPUTS, GOOD_ODDITIES
 from bench.reliability.images import decode, encode, png, scene
-from service.bundle import write_json_atomic, write_prompt
+from contract.bundle import write_json_atomic, write_prompt
 
 TASKS = ["haze", "rain", "raindrop", "snow"]
 

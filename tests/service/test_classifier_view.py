@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from service.classifier_view import LONGER_SIDE, PATCHES, SQUARE, ClassifierView
+from contract.classifier_view import LONGER_SIDE, PATCHES, SQUARE, ClassifierView
 from service.engine import Engine
 from service.settings import Settings
 

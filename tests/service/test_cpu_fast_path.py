@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bench.reliability.images import png
+from contract.bundle import BundleError
 from service import cpu_features
-from service.bundle import BundleError
 from service.engine import Engine
 from service.settings import Settings
 

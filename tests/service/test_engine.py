@@ -5,8 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from service.auto_rule import AutoRule
-from service.bundle import BundleError, write_prompt
+from contract.auto_rule import AutoRule
+from contract.bundle import BundleError, write_prompt
 from service.engine import CPU, Engine, UnknownDegradation
 from service.settings import Settings
 

@@ -1,5 +1,7 @@
 """Datasets: synthetic pairs, paired folders, AllWeather-style lists, and their errors."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from training.config import TrainConfig
+from training.data_root import data_path
 from training.datasets import (
     DataError,
     DepthHaze,
@@ -309,6 +312,8 @@ def test_v2_bad_folders_name_the_path(tiny_clean_dir, tiny_paired_dir, tiny_stre
 def test_default_config_points_at_the_shared_data():
     d = TrainConfig().data
     assert d.synth_version == 2
-    assert d.streaks_dir == "../shared/data/rain-streaks" and d.depth_dir == "../shared/data/rgbd-indoor"
-    assert d.real_pairs == ["rain=../shared/data/train/rain-heavy", "raindrop=../shared/data/train/raindrop"]
+    assert d.streaks_dir == data_path("rain-streaks") and d.depth_dir == data_path("rgbd-indoor")
+    assert d.real_pairs == [f"rain={data_path('train', 'rain-heavy')}", f"raindrop={data_path('train', 'raindrop')}"]
+    if "TAP_DATA" not in os.environ:
+        assert d.clean_dir == "../shared/data/clean"  # relative to the repository root, as configs have it
     assert len(d.real_pair_weights) == len(d.real_pairs)

@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from contract.bundle import BundleError, load_bundle, load_prompts, write_prompt
 from model.checkpoint import save_weights
-from service.bundle import BundleError, load_bundle, load_prompts, write_prompt
 from tests.conftest import make_tiny_model
 from training.cli import main as tap_train
 from training.export import BackboneGraph, ClassifierGraph, export_bundle

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.classifier_view import LONGER_SIDE, PATCHES, ClassifierView
 from model.checkpoint import load_model, save_weights
 from model.net import NET_VARIANTS, TAPNet
-from service.classifier_view import LONGER_SIDE, PATCHES, ClassifierView
 from training.cli import main as tap_train
 from training.config import ClassifierConfig, load_config
 from training.loops import (

@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from service.bundle import INT8_KEYS, BundleError, load_bundle, sha256_file, write_json_atomic
+from contract.bundle import INT8_KEYS, BundleError, load_bundle, sha256_file, write_json_atomic
 from training.cli import main as tap_train
 from training.metrics import psnr
 from training.quantize import QUANTIZED_OPS, drawn_data, kept_fp32

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import SHARED_DATA
 from training.datasets import DataError
 from training.scenes import draw_city_scene
 from training.synth import TASKS, apply, generators, preview_sheet
@@ -14,7 +15,7 @@ from training.synth.assets import DepthBank, StreakBank
 from training.synth.sheet import HEADER, PAD, sheet_columns
 from training.synth.v2.haze import depth_haze
 
-CLEAN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clean"
+CLEAN_DIR = SHARED_DATA / "clean"
 PHOTOS = ("kodim04.png", "kodim21.png", "urban_img_015.jpg", "flowers.png")
 
 # Mean RGB PSNR (dB) against the clean photo over PHOTOS x 3 seeds, at severity 0.2 / 0.9.

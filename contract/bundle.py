@@ -1,6 +1,6 @@
 """Read, verify and extend the artifact bundle: the contract between training and serving.
 
-Layout (DESIGN.md): manifest.json, backbone.onnx, classifier.onnx, optional
+Layout (docs/architecture.md): manifest.json, backbone.onnx, classifier.onnx, optional
 backbone_fp16.onnx, optional backbone_int8.onnx and backbone_int8_rr.onnx (quantized from
 backbone.onnx, whose hash the manifest's "int8" entry names), prompts/<task>.npy. Every file
 is listed in manifest["files"] with its sha256. This module is numpy-only so the service and the exporter share it.
