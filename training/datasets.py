@@ -27,13 +27,10 @@ from training.errors import DataError
 from training.image_files import list_images, list_pairs, read_pair, read_rgb
 from training.synth.assets import DepthBank, RainLayerBank, StreakBank
 from training.synth.camera import check_quality, jpeg
-from training.synth.common import resize_bilinear
 from training.synth.flat import paint_flat_region
-from training.synth.v2.haze import depth_haze
+from training.synth.haze import depth_haze, photo_with_depth
+from training.synth.rain import add_rain_layer
 from training.weather_photos import FOLDER_CLASS, labelled_photos, split_files
-
-DEPTH_BORDER = 10  # NYU frames carry a ~10 px invalid border (image pixels); SOTS crops it too
-DEPTH_SCALE = 10.0 / 255  # rgbd-indoor depth PNG value -> metres (only the ratio to the max matters)
 
 __all__ = ["DataError", "DepthHaze", "ListFile", "PairedFolder", "RainOnPhotos", "SyntheticWeather", "WeightedMix"]
 
@@ -259,14 +256,10 @@ class DepthHaze(EpochSampled):
 
     def sample(self, rng: np.random.Generator) -> dict:
         index = int(rng.integers(len(self.bank.images)))
-        img = read_rgb(self.bank.images[index])
-        h, w = img.shape[:2]
-        b = DEPTH_BORDER
-        if min(h, w) <= 2 * b + 1:
-            raise DataError(f"depth-data image too small for its {b} px border: {self.bank.images[index]}")
-        depth = resize_bilinear(self.bank.depths[index].astype(np.float32) * DEPTH_SCALE, h, w)[b:-b, b:-b]
-        img = np.ascontiguousarray(img[b:-b, b:-b])
-        depth = depth / max(float(depth.max()), 1e-3)  # RESIDE: depth relative to the image's farthest point
+        try:
+            img, depth = photo_with_depth(read_rgb(self.bank.images[index]), self.bank.depths[index])
+        except ValueError as e:
+            raise DataError(f"{self.bank.images[index]}: {e}") from None
         scale = float(rng.uniform(0.5, 1.0)) if min(img.shape[:2]) >= 2 * self.crop else 1.0
         gt_u8, depth = random_crop([img, np.ascontiguousarray(depth)], self.crop, rng, scale)
         gt = gt_u8.astype(np.float32) / 255.0
@@ -301,7 +294,7 @@ class RainOnPhotos:
         gt = random_photo_crop(self.images, self.crop, rng)
         layer = self.bank.layers[int(rng.integers(len(self.bank.layers)))]
         (rain,) = random_crop([layer], self.crop, rng, float(rng.uniform(*self.scale)))
-        lq = np.clip(gt + float(rng.uniform(*self.strength)) * rain[..., None], 0, 1)
+        lq = add_rain_layer(gt, rain, float(rng.uniform(*self.strength)))
         return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": self.task_index}
 
 

@@ -156,7 +156,7 @@ def test_tune_core_retunes_one_weather_and_leaves_the_others_bit_identical(
 
 def test_add_task_from_a_generator(prompt_tuned, tiny_clean_dir, tmp_path):
     cfg = load_config(None, tiny_overrides(tiny_clean_dir, steps=2) + [f"init={prompt_tuned / 'model.safetensors'}"])
-    grown = add_task(cfg, tmp_path, "fog", [], generator="training.synth.haze:haze")
+    grown = add_task(cfg, tmp_path, "fog", [], generator="training.synth.v1.haze:haze")
     assert grown.tasks[-1] == "fog"
 
 

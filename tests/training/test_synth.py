@@ -12,8 +12,8 @@ from training.datasets import DataError
 from training.scenes import draw_city_scene
 from training.synth import TASKS, apply, generators, preview_sheet
 from training.synth.assets import DepthBank, StreakBank
+from training.synth.haze import depth_haze
 from training.synth.sheet import HEADER, PAD, sheet_columns
-from training.synth.v2.haze import depth_haze
 
 CLEAN_DIR = SHARED_DATA / "clean"
 PHOTOS = ("kodim04.png", "kodim21.png", "urban_img_015.jpg", "flowers.png")
@@ -194,7 +194,7 @@ def test_v2_rain_uses_the_streak_layers(streak_bank: StreakBank) -> None:
 def test_v2_downpour_streaks_are_fainter_and_finer(streak_bank: StreakBank) -> None:
     """A downpour's streaks (real heavy rain at viewing size) are fainter than ordinary rain's at
     the same severity, so the classifier sees rain that is mostly veil."""
-    from training.synth.v2.rain import StreakRain
+    from training.synth.rain import StreakRain
 
     rain = StreakRain(streak_bank)
 
@@ -208,7 +208,7 @@ def test_v2_downpour_streaks_are_fainter_and_finer(streak_bank: StreakBank) -> N
 def test_v2_stretched_streaks_are_longer() -> None:
     """A downpour's procedural streaks (stretch 1.5-3: long exposure) run further down the frame:
     the same streaks at stretch 3 stay correlated 40 px apart, at stretch 1 not at all."""
-    from training.synth.v2.rain import procedural_layer
+    from training.synth.rain import procedural_layer
 
     def correlation_40px_down(stretch: float) -> float:
         layer = procedural_layer(np.random.default_rng(3), (256, 128), 0.5, 0.8, 0.7, stretch)

@@ -1,7 +1,12 @@
 """Synthetic weather: degrade a clean photo into the (lq, gt) pairs the model learns from.
 
-`apply(task, clean, rng, severity)` dispatches to one pure generator per weather
-(rain.py, raindrop.py, haze.py, snow.py); `preview_sheet` draws them side by side.
+The modules here are today's generators (data engine v2): rain.py (rendered streak layers),
+raindrop.py, haze.py (true depth where it exists), snow.py, and flat.py (flat skies painted into
+clean photos). `generators(2, bank)` returns them; `v1/` keeps the first generators bit-identical
+as the ablation baseline (`GENERATORS`, `data.synth_version=1`). Shared drawing helpers live in
+common.py, the assets the generators read (streak layers, depth maps) in assets.py.
+`apply(task, clean, rng, severity, generators)` degrades one photo; `preview_sheet` draws them side
+by side.
 """
 
 from training.synth.registry import GENERATORS, TASKS, VERSIONS, WeatherFn, apply, generators

@@ -222,3 +222,65 @@ class Shear:
         left = np.take_along_axis(rows, x0, axis=1)
         right = np.take_along_axis(rows, x0 + 1, axis=1)
         return left + (right - left) * frac
+
+
+def depth_proxy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Relative depth in [0, 1] (1 = far), smooth and loosely following the scene."""
+    h, w, _ = image.shape
+    size = max(h, w)
+    horizon = rng.uniform(-0.2, 0.6)  # fraction of the height where depth stops growing
+    ys = np.linspace(0, 1, h, dtype=F32)[:, None]
+    vertical = np.clip((1 - ys - horizon) / max(1 - horizon, 0.2), 0, 1)
+    dark_channel = smooth(np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2]), 0.06 * size)
+    noise = value_noise(rng, h, w, cell=rng.uniform(0.25, 0.6) * size)
+    weights = rng.dirichlet([2.0, 2.0, 1.2])
+    depth = weights[0] * vertical + weights[1] * dark_channel + weights[2] * noise
+    lo, hi = float(depth.min()), float(depth.max())
+    depth = (depth - lo) / max(hi - lo, 1e-3)
+    near = rng.uniform(0.15, 0.4)  # even the nearest object sits behind some haze
+    return (near + (1 - near) * depth).astype(F32)
+
+
+LENS_FACTOR = 4  # the view through the drops is sampled from a 4x smaller, blurred image
+
+
+def drop_frame(
+    dy: np.ndarray, dx: np.ndarray, drops: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets from drop centres -> drop-frame coordinates (u, v) and distance (1 on the edge).
+
+    `drops` values are scalars (one drop, a box of pixels) or arrays aligned with dy and dx.
+    """
+    cos, sin = drops["cos"], drops["sin"]
+    u = (dx * cos + dy * sin) / drops["rx"]
+    v = (dy * cos - dx * sin) / drops["ry"]
+    rho = np.sqrt(u * u + v * v) + F32(1e-6)
+    cu, sv = u / rho, v / rho  # cos and sin of the polar angle
+    outline = 1 + drops["gravity"] * sv + drops["lobe2"] * (cu * cu - sv * sv)
+    outline += drops["lobe3"] * cu * (4 * cu * cu - 3)
+    return u, v, rho / outline
+
+
+def flake_layer(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    size: float,
+    scale: float,
+    density: float,
+    motion: bool,
+) -> np.ndarray:
+    """Optical depth of one flake layer on the sheared canvas; size 0 = fine, 1 = big flakes."""
+    sigma = lerp(0.55, 3.5, size**2) * scale * rng.uniform(0.8, 1.2)
+    flakes_per_px = lerp(0.02, 0.0001, size**0.5) * density
+    count = rng.poisson(flakes_per_px * shape[0] * shape[1])
+    opacity = lerp(0.95, 0.3, size) * rng.uniform(0.75, 1.0)
+    hardness = rng.uniform(1.0, 2.0)  # > 1 flattens the top, the edge stays soft
+    peaks = -np.log1p(-opacity * rng.uniform(0.3, 1.0, count)) * hardness
+    sigma_y = sigma
+    if motion:  # a flake moving during the exposure: longer, fainter
+        length = lerp(2, 8, size) * scale * rng.uniform(0.6, 1.4)
+        sigma_y = float(np.hypot(sigma, length / 3.5))
+        peaks *= np.sqrt(sigma / sigma_y)
+    ys = rng.uniform(0, shape[0], count)
+    xs = rng.uniform(0, shape[1], count)
+    return splat_gaussians(shape, ys, xs, peaks, sigma_y, sigma)

@@ -1,27 +1,28 @@
 """The weather registry: task name -> pure generator `(image, rng, severity) -> image`.
 
-`GENERATORS` is data engine v1, kept bit-identical as the ablation baseline; `generators(2, bank)`
-is v2 (issue 12), whose rain composites the rendered streak layers of `bank`.
+`GENERATORS` is data engine v1 (`synth/v1/`), kept bit-identical as the ablation baseline;
+`generators(2, bank)` is v2 (issue 12; the modules of `synth/`), whose rain composites the rendered
+streak layers of `bank`.
 """
 
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from training.synth import v2
+from training.synth import haze, rain, raindrop, snow
 from training.synth.assets import StreakBank
-from training.synth.haze import haze
-from training.synth.rain import rain
-from training.synth.raindrop import raindrop
-from training.synth.snow import snow
+from training.synth.v1 import haze as haze_v1
+from training.synth.v1 import rain as rain_v1
+from training.synth.v1 import raindrop as raindrop_v1
+from training.synth.v1 import snow as snow_v1
 
 WeatherFn = Callable[[np.ndarray, np.random.Generator, float], np.ndarray]
 
 GENERATORS: dict[str, WeatherFn] = {
-    "rain": rain,
-    "raindrop": raindrop,
-    "haze": haze,
-    "snow": snow,
+    "rain": rain_v1.rain,
+    "raindrop": raindrop_v1.raindrop,
+    "haze": haze_v1.haze,
+    "snow": snow_v1.snow,
 }
 TASKS: tuple[str, ...] = tuple(GENERATORS)
 VERSIONS = (1, 2)
@@ -33,10 +34,10 @@ def generators(version: int, streaks: StreakBank | None = None) -> dict[str, Wea
         return dict(GENERATORS)
     if version == 2:
         return {
-            "rain": v2.rain.StreakRain(streaks),
-            "raindrop": v2.raindrop.raindrop,
-            "haze": v2.haze.haze,
-            "snow": v2.snow.snow,
+            "rain": rain.StreakRain(streaks),
+            "raindrop": raindrop.raindrop,
+            "haze": haze.haze,
+            "snow": snow.snow,
         }
     raise ValueError(f"unknown synthetic data version {version}; known: {', '.join(map(str, VERSIONS))}")
 

@@ -1,70 +1,45 @@
-"""Falling snow: flake layers from small and dense to large, sparse and out of focus.
-
-Flakes are soft Gaussian blobs, some stretched along the fall direction by the exposure.
-Their optical depths add up and opacity is 1 - exp(-depth), so big or overlapping flakes
-get a flat, soft-edged top and thin ones stay semi-transparent; a whitish veil lowers
-contrast the way snowfall does.
+"""Snow v2, as in real snow photos: many flake layers from tiny to large, some motion-blurred,
+a few big defocused flakes near the lens (soft, flat discs), and a veil in heavy snow.
 """
 
 import numpy as np
 
-from training.synth.common import (
-    F32,
-    Shear,
-    lerp,
-    random_airlight,
-    splat_gaussians,
-    value_noise,
-    veil,
-)
+from training.synth.common import F32, Shear, flake_layer, lerp, random_airlight, splat_gaussians, value_noise, veil
 
 
-def _layer(
-    rng: np.random.Generator,
-    shape: tuple[int, int],
-    size: float,
-    scale: float,
-    density: float,
-    motion: bool,
-) -> np.ndarray:
-    """Optical depth of one flake layer on the sheared canvas; size 0 = fine, 1 = big flakes."""
-    sigma = lerp(0.55, 3.5, size**2) * scale * rng.uniform(0.8, 1.2)
-    flakes_per_px = lerp(0.02, 0.0001, size**0.5) * density
-    count = rng.poisson(flakes_per_px * shape[0] * shape[1])
-    opacity = lerp(0.95, 0.3, size) * rng.uniform(0.75, 1.0)
-    hardness = rng.uniform(1.0, 2.0)  # > 1 flattens the top, the edge stays soft
-    peaks = -np.log1p(-opacity * rng.uniform(0.3, 1.0, count)) * hardness
-    sigma_y = sigma
-    if motion:  # a flake moving during the exposure: longer, fainter
-        length = lerp(2, 8, size) * scale * rng.uniform(0.6, 1.4)
-        sigma_y = float(np.hypot(sigma, length / 3.5))
-        peaks *= np.sqrt(sigma / sigma_y)
-    ys = rng.uniform(0, shape[0], count)
-    xs = rng.uniform(0, shape[1], count)
-    return splat_gaussians(shape, ys, xs, peaks, sigma_y, sigma)
+def near_lens(rng: np.random.Generator, h: int, w: int, severity: float, scale: float) -> np.ndarray:
+    """Opacity of out-of-focus flakes close to the lens: few, large, faint, flat-topped."""
+    alpha = np.zeros((h, w), F32)
+    for radius in (rng.uniform(4, 8), rng.uniform(8, 16)):
+        count = rng.poisson(lerp(1, 8, severity) * rng.uniform(0.3, 1.5) * h * w / 256**2)
+        sigma = radius * scale / 2
+        ys, xs = rng.uniform(0, h, count), rng.uniform(0, w, count)
+        bumps = splat_gaussians((h, w), ys, xs, rng.uniform(2.0, 5.0, count), sigma, sigma)
+        alpha += -np.expm1(-bumps) * F32(rng.uniform(0.25, 0.6))  # flat top, soft edge
+    return np.clip(alpha, 0, 1)
 
 
 def snow(image: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
-    """Three to five flake layers over a whitish veil; severity raises flake density and veil."""
+    """Four to seven flake layers, near-lens flakes and a whitish veil; severity raises all."""
     h, w, _ = image.shape
-    scale = rng.uniform(0.7, 1.4)
-    angle = float(np.clip(rng.normal(0, 15), -35, 35))
-    shear = Shear.make(h, w, angle, top=round(20 * scale))
-    density = lerp(0.2, 1.0, severity) * rng.uniform(0.6, 1.4)
-    motion_share = rng.uniform(0, 1)
+    scale = rng.uniform(0.6, 1.5)
+    angle = float(np.clip(rng.normal(0, 15), -40, 40))
+    shear = Shear.make(h, w, angle, top=round(24 * scale))
+    density = lerp(0.3, 1.4, severity) * rng.uniform(0.6, 1.4)
+    motion_share = rng.uniform(0, 0.8)
 
-    n_layers = int(rng.integers(3, 6))
-    sizes = (np.arange(n_layers) + rng.uniform(0, 1, n_layers)) / n_layers  # fine to big
-    sizes[0] *= 0.5  # always some fine, dense snow
+    n_layers = int(rng.integers(4, 8))
+    sizes = (np.arange(n_layers) + rng.uniform(0, 1, n_layers)) / n_layers
+    sizes[:2] *= 0.4  # always tiny, dense snow
     depth = np.zeros(shear.canvas_shape, F32)
     for size in sizes:
         motion = bool(rng.random() < motion_share)
-        depth += _layer(rng, shear.canvas_shape, float(size), scale, density, motion)
-    # float64: numpy's float32 expm1 kernels differ by an ulp between AVX2 and AVX-512 CPUs
-    alpha = (-np.expm1(-shear.to_image(depth).astype(np.float64))).astype(F32)[..., None]
+        depth += flake_layer(rng, shear.canvas_shape, float(size), scale, density, motion)
+    alpha = -np.expm1(-shear.to_image(depth))
+    alpha = np.maximum(alpha, near_lens(rng, h, w, severity, scale))[..., None]
 
-    mist = lerp(0.05, 0.4, severity) * rng.uniform(0.4, 1.0)
+    mist = lerp(0.05, 0.55, severity**1.2) * rng.uniform(0.4, 1.0)
     transmission = 1 - mist * (0.6 + 0.4 * value_noise(rng, h, w, cell=0.5 * max(h, w)))
-    out = veil(image, transmission, random_airlight(rng, 0.75, 1.0, tint=0.05))
-    flake = rng.uniform(0.88, 1.0) * np.array([0.97, 0.99, 1.0], F32)  # faintly cold white
+    out = veil(image, transmission, random_airlight(rng, 0.7, 1.0, tint=0.06))
+    flake = rng.uniform(0.85, 1.0) * np.array([0.97, 0.99, 1.0], F32)
     return np.clip(out * (1 - alpha) + flake * alpha, 0, 1).astype(F32)
