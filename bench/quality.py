@@ -39,6 +39,7 @@ DEFAULT_CHECKPOINT = DEFAULT_BUNDLE / BUNDLE_WEIGHTS
 PAIRED = {"rain100h": "rain", "sots-indoor": "haze"}  # folder under validation/ -> task
 NO_HARM_CLEAR = Path("weather-photos/clear")  # under --data: clear photos (their dev split)
 NO_HARM_HAZE = Path("real/haze")  # under --data: real dense haze
+NO_HARM_RAIN = Path("real/rain")  # under --data: real rain (how much the rain prompt darkens it)
 KEEP_PROMPTS = ("rain", "raindrop", "snow")  # prompts that should leave a clear photo almost unchanged
 
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> Report:
             f"runs/<run>/<stage>/model.safetensors (or put the weights at {DEFAULT_CHECKPOINT.relative_to(REPO)})"
         )
     validation = args.data / "validation"
-    no_harm = [args.data / NO_HARM_CLEAR, args.data / NO_HARM_HAZE]
+    no_harm = [args.data / NO_HARM_CLEAR, args.data / NO_HARM_HAZE, args.data / NO_HARM_RAIN]
     missing = [p for p in [args.data / "clean", *(validation / f for f in PAIRED), *no_harm] if not p.is_dir()]
     if missing:
         raise SystemExit(f"data not found: {', '.join(map(str, missing))} (see ../shared/data/README.md)")
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> Report:
             size=size,
             no_harm_clear=no_harm[0],
             no_harm_haze=no_harm[1],
+            no_harm_rain=no_harm[2],
         )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{NAME}.json").write_text(json.dumps(results, indent=2))

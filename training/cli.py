@@ -173,6 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         real=_path(args.real),
         no_harm_clear=_path(args.no_harm_clear),
         no_harm_haze=_path(args.no_harm_haze),
+        no_harm_rain=_path(args.no_harm_rain),
     )
     report_path = Path(args.out) / "report.md"
     if args.weather_photos:  # auto mode's confusion on the weather-photos dev split (and --real)
@@ -375,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weather-photos", help="weather-photos folder: auto mode's confusion on its dev split")
     p.add_argument("--no-harm-clear", help="clear photos (e.g. weather-photos/clear): its dev split, every prompt")
     p.add_argument("--no-harm-haze", help="real haze photos: the blotch measure under `haze`")
+    p.add_argument("--no-harm-rain", help="real rain photos: the blotch measure and brightness change under `rain`")
     p.add_argument("--synthetic", type=int, default=8, help="synthetic validation images per task (0: none)")
     p.add_argument("--paired", action="append", default=[], help="task=DIR with input/ and target/")
     p.add_argument("--size", type=int, default=0, help="resize longer side to this for speed (0: full size)")

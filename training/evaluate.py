@@ -217,10 +217,11 @@ def run_evaluation(
     real: Path | None = None,
     no_harm_clear: Path | None = None,
     no_harm_haze: Path | None = None,
+    no_harm_rain: Path | None = None,
 ) -> dict:
     """Evaluate on synthetic validation, paired folders and real photos; write report.md,
     metrics.json, grid.png (and side-by-side previews of the real photos under real/).
-    `no_harm_clear` / `no_harm_haze`: clear photos and real haze for the do-no-harm section
+    `no_harm_clear` / `no_harm_haze` / `no_harm_rain`: clear photos, real haze and real rain for the do-no-harm section
     (`training.no_harm`; previews of the worst photos under no_harm/).
 
     Puts the model in eval mode. Synthetic validation covers the tasks that have a generator;
@@ -240,8 +241,9 @@ def run_evaluation(
             sources.append(Source(f"synthetic/{task}", t, "synthetic", samples))
     for task, root in paired:
         sources.append(Source(Path(root).name, task, str(root), paired_samples(Path(root), task, size)))
-    no_harm = (no_harm_clear, no_harm_haze)
-    if not sources and real is None and no_harm == (None, None):
+    no_harm = {"clear_dir": no_harm_clear, "haze_dir": no_harm_haze, "rain_dir": no_harm_rain}
+    wants_no_harm = any(v is not None for v in no_harm.values())
+    if not sources and real is None and not wants_no_harm:
         raise ValueError(
             "nothing to evaluate: give synthetic_per_task > 0, paired folders, real photos or no-harm folders"
         )
@@ -268,7 +270,9 @@ def run_evaluation(
         "datasets": datasets,
         "auto": auto_summary(model, datasets, synthetic_names, clean) if synthetic_names else None,
         "real": evaluate_real(model, Path(real), size, out_dir / "real") if real is not None else None,
-        "no_harm": evaluate_no_harm(model, *no_harm, size, out_dir / "no_harm") if no_harm != (None, None) else None,
+        "no_harm": evaluate_no_harm(model, size=size, preview_dir=out_dir / "no_harm", **no_harm)
+        if wants_no_harm
+        else None,
     }
     if real is not None:  # and whole held-out clean photos: how many auto mode returns untouched
         try:

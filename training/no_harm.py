@@ -1,10 +1,12 @@
 """Do no harm: what the model does to photos that need little or nothing done.
 
-Two sets. Clear photos (the dev split of weather-photos/clear), restored under every prompt
+Three sets. Clear photos (the dev split of weather-photos/clear), restored under every prompt
 and under auto mode as the service decides: *clean in, clean out* (PSNR of the output against
 its own input; nothing to remove, so high is right) and the flat-region (blotch) measure
-(`training.metrics.flat_structure`). Real dense haze under the `haze` prompt: the blotch
-measure only, since dehazing should change the photo. Previews of the worst photos (input |
+(`training.metrics.flat_structure`). Real dense haze under the `haze` prompt and real rain under
+`rain`: the blotch measure and the change of mean brightness only, since restoring should change
+the photo (rain adds light, so some darkening is right; a rain prompt that dehazes darkens far
+more). Previews of the worst photos (input |
 output, the worst flat block outlined) go to a folder for looking at by eye; they show the
 photos, so they stay out of anything published.
 """
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 HAZE = "haze"
+RAIN = "rain"
+GROUPS = ("clear", HAZE, RAIN)
 WORST_PREVIEWS = 3  # per prompt and measure
 PREVIEW_SIDE = 512
 
@@ -42,11 +46,14 @@ class Outcome:
     blotch: float | None  # None: the photo has no flat region
     box: tuple[int, int, int, int] | None
     decision: str  # the prompt, or auto mode's label
+    brightness: float  # mean Y of the output minus the input's, grey levels (negative = darker)
 
 
 def judge(name: str, lq: np.ndarray, pred: np.ndarray, decision: str) -> Outcome:
     flat = flat_structure(lq, pred)
-    return Outcome(name, psnr(pred, lq), psnr(rgb_to_y(pred), rgb_to_y(lq)), flat.score, flat.box, decision)
+    y_in, y_out = rgb_to_y(lq), rgb_to_y(pred)
+    change = float(y_out.mean() - y_in.mean())
+    return Outcome(name, psnr(pred, lq), psnr(y_out, y_in), flat.score, flat.box, decision, change)
 
 
 def psnr_stats(values: list[float]) -> dict[str, float]:
@@ -71,10 +78,17 @@ def summarize(outcomes: list[Outcome]) -> dict:
             "median": float(np.median(blotches)) if blotches else None,
             "worst": float(np.max(blotches)) if blotches else None,
         },
+        "brightness": {  # the darkest change is the worst
+            "median": float(np.median([o.brightness for o in outcomes])),
+            "worst": float(np.min([o.brightness for o in outcomes])),
+        },
         "worst_psnr_photo": worst_psnr.name,
         "worst_blotch_photo": worst_blotch.name if worst_blotch else None,
         "decisions": decisions,
-        "photos": {o.name: {"psnr_rgb": o.psnr_rgb, "psnr_y": o.psnr_y, "blotch": o.blotch} for o in outcomes},
+        "photos": {
+            o.name: {"psnr_rgb": o.psnr_rgb, "psnr_y": o.psnr_y, "blotch": o.blotch, "brightness": o.brightness}
+            for o in outcomes
+        },
     }
 
 
@@ -129,10 +143,16 @@ def run_prompts(
 
 
 def evaluate_no_harm(
-    model: TAPNet, clear_dir: Path | None, haze_dir: Path | None, size: int = 0, preview_dir: Path | None = None
+    model: TAPNet,
+    clear_dir: Path | None,
+    haze_dir: Path | None,
+    size: int = 0,
+    preview_dir: Path | None = None,
+    rain_dir: Path | None = None,
 ) -> dict:
     """Clean in, clean out and the blotch measure on clear photos (dev split, every prompt and
-    auto), and the blotch measure on real haze under `haze`. Either folder may be None."""
+    auto); the blotch measure and brightness change on real haze under `haze` and real rain under
+    `rain`. Any folder may be None."""
     model.eval()
     results: dict = {}
     if clear_dir is not None:
@@ -143,12 +163,13 @@ def evaluate_no_harm(
             "folder": str(clear_dir),
             "prompts": run_prompts(model, paths, [*model.tasks, AUTO], size, clear_previews),
         }
-    if haze_dir is not None and HAZE in model.tasks:
-        haze_previews = Path(preview_dir) / "haze" if preview_dir is not None else None
-        results["haze"] = {
-            "folder": str(haze_dir),
-            "prompts": run_prompts(model, list_images(Path(haze_dir)), [HAZE], size, haze_previews),
-        }
+    for group, folder in ((HAZE, haze_dir), (RAIN, rain_dir)):
+        if folder is not None and group in model.tasks:
+            previews = Path(preview_dir) / group if preview_dir is not None else None
+            results[group] = {
+                "folder": str(folder),
+                "prompts": run_prompts(model, list_images(Path(folder)), [group], size, previews),
+            }
     return results
 
 
@@ -163,26 +184,30 @@ def format_no_harm(no_harm: dict) -> list[str]:
         "",
         "Clean in, clean out: PSNR (dB) of the output against its own input. Blotch: structure the output adds "
         "where the input is flat, the global contrast gain divided out (`training.metrics.flat_structure`; "
-        "1.0 = none added, worst = highest). Median / worst over the photos.",
+        "1.0 = none added, worst = highest). Brightness: mean Y of the output minus the input's, grey levels "
+        "(worst = darkest). Median / worst over the photos.",
         *(
             f"{group}: {no_harm[group]['folder']}"
             + (" (its dev split, `training.weather_photos`)" if group == "clear" else "")
             + "."
-            for group in ("clear", "haze")
+            for group in GROUPS
             if group in no_harm
         ),
         "",
-        "| photos | prompt | N | PSNR-RGB | PSNR-Y | blotch (N with a flat region) | worst PSNR | worst blotch |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "| photos | prompt | N | PSNR-RGB | PSNR-Y | blotch (N with a flat region) | brightness "
+        "| worst PSNR | worst blotch |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    for group in ("clear", "haze"):
+    for group in GROUPS:
         if group not in no_harm:
             continue
         for prompt, d in no_harm[group]["prompts"].items():
             psnr_cells = [_cell(d["psnr_rgb"], ".2f"), _cell(d["psnr_y"], ".2f")] if group == "clear" else ["–", "–"]
             blotch = f"{_cell(d['blotch'], '.2f')} ({d['n_flat']})"
+            brightness = _cell(d["brightness"], "+.1f")
             worst_psnr = d["worst_psnr_photo"] if group == "clear" else "–"
-            row = [group, prompt, str(d["n"]), *psnr_cells, blotch, worst_psnr, d["worst_blotch_photo"] or "–"]
+            worst_blotch = d["worst_blotch_photo"] or "–"
+            row = [group, prompt, str(d["n"]), *psnr_cells, blotch, brightness, worst_psnr, worst_blotch]
             lines.append("| " + " | ".join(row) + " |")
     if "clear" in no_harm:
         auto = no_harm["clear"]["prompts"].get(AUTO)

@@ -190,6 +190,7 @@ def _tiny_data(root: Path) -> Path:
             save(root / "validation" / folder / "target", f"{k}.png", gt)
             save(root / "validation" / folder / "input", f"{k}.png", (0.7 * gt + 60).astype(np.uint8))
     save(root / "real" / "haze", "fog.png", (0.5 * sky_over_scene(48, 64, seed=60) + 110).astype(np.uint8))
+    save(root / "real" / "rain", "rain.png", sky_over_scene(48, 64, seed=61))
     return root
 
 
@@ -204,7 +205,8 @@ def test_quality_bench_reports_the_do_no_harm_section(tiny: list[str], tmp_path:
     header, rows = table(text, "photos")
     assert header[:4] == ["photos", "prompt", "N", "PSNR-RGB"]
     assert [r[:2] for r in rows] == [["clear", p] for p in ("rain", "raindrop", "haze", "snow", "auto")] + [
-        ["haze", "haze"]
+        ["haze", "haze"],
+        ["rain", "rain"],
     ]
     assert "clean in, clean out (rain/raindrop/snow) worst" in report.headlines[1]
     assert "blotch worst" in report.headlines[1]

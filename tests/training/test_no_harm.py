@@ -13,7 +13,7 @@ from tests.conftest import make_tiny_model
 from tests.training.test_metrics import sky_over_scene
 from training.cli import main
 from training.datasets import to_tensor
-from training.metrics import flat_structure, psnr
+from training.metrics import flat_structure, psnr, rgb_to_y
 from training.no_harm import AUTO, WORST_PREVIEWS
 from training.real_photos import restore_with
 from training.weather_photos import is_dev
@@ -23,17 +23,21 @@ H, W = 60, 80
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """clear/: 12 sky photos, some in the dev split by name; haze/: 2 hazy ones."""
+    """clear/: 12 sky photos, some in the dev split by name; haze/: 2 hazy ones; rain/: 3 bright-streaked."""
     root = tmp_path_factory.mktemp("no-harm")
-    clear, haze = root / "clear", root / "haze"
-    clear.mkdir()
-    haze.mkdir()
+    clear, haze, rain = root / "clear", root / "haze", root / "rain"
+    for folder in (clear, haze, rain):
+        folder.mkdir()
     for k in range(12):
         Image.fromarray(sky_over_scene(H, W, seed=k)).save(clear / f"sky_{k}.png")
     for k in range(2):
         hazy = np.clip(0.5 * sky_over_scene(H, W, seed=20 + k) + 0.5 * 220, 0, 255).astype(np.uint8)
         Image.fromarray(hazy).save(haze / f"fog_{k}.png")
-    return {"clear": clear, "haze": haze}
+    for k in range(3):
+        streaked = sky_over_scene(H, W, seed=30 + k)
+        streaked[:, ::7] = 250
+        Image.fromarray(streaked).save(rain / f"rain_{k}.png")
+    return {"clear": clear, "haze": haze, "rain": rain}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +48,7 @@ def evaluated(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     out = tmp / "report"
     argv = ["evaluate", str(ckpt), "--out", str(out), "--synthetic", "0", "--json", str(tmp / "results.json")]
     argv += ["--no-harm-clear", str(folders["clear"]), "--no-harm-haze", str(folders["haze"])]
+    argv += ["--no-harm-rain", str(folders["rain"])]
     assert main(argv) == 0
     return json.loads((tmp / "results.json").read_text()), out, ckpt
 
@@ -61,8 +66,11 @@ def test_every_prompt_and_auto_on_the_dev_split(evaluated, folders) -> None:
     assert sum(clear[AUTO]["decisions"].values()) == len(dev)
     assert list(results["no_harm"]["haze"]["prompts"]) == ["haze"]
     assert results["no_harm"]["haze"]["prompts"]["haze"]["n"] == 2
+    rain = results["no_harm"]["rain"]["prompts"]["rain"]
+    assert rain["n"] == 3 and rain["brightness"]["worst"] == min(p["brightness"] for p in rain["photos"].values())
     report = (out / "report.md").read_text()
     assert "## Do no harm" in report and "| clear | rain |" in report and "| haze | haze | 2 |" in report
+    assert "| rain | rain | 3 |" in report
 
 
 def test_numbers_match_direct_computation(evaluated, folders) -> None:
@@ -76,6 +84,7 @@ def test_numbers_match_direct_computation(evaluated, folders) -> None:
     got = results["no_harm"]["clear"]["prompts"]["snow"]["photos"][name]
     assert got["psnr_rgb"] == pytest.approx(psnr(pred, lq))
     assert got["blotch"] == pytest.approx(flat_structure(lq, pred).score)
+    assert got["brightness"] == pytest.approx(float(rgb_to_y(pred).mean() - rgb_to_y(lq).mean()))
     assert math.isfinite(got["psnr_rgb"]) and got["blotch"] > 1.0  # an untrained model does change the photo
 
 

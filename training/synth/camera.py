@@ -3,7 +3,7 @@
 Every real photo the service restores went through a JPEG encoder after the rain or haze was in
 the scene; the synthetic inputs are exact floats, so the network never sees block artefacts and
 banding under weather. A 600-step probe gained SOTS-indoor-dev +0.8 dB and left the blotches in a
-dense-haze grey sky as they were (configs/default/README.md, item 22).
+dense-haze grey sky as they were (docs/training_history.md, item 22).
 """
 
 import io
