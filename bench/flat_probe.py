@@ -63,7 +63,8 @@ def probe_image(level: float, sky_rows: int, seed: int = 0) -> np.ndarray:
 
 
 def unprompted(model, x) -> np.ndarray:
-    """The backbone alone (a zero prompt: what stage 1 trains), as uint8 HxWx3."""
+    """The output under a zero prompt vector, as uint8 HxWx3: the backbone alone for a stage-1
+    checkpoint (its prompt levels are identity), backbone and task-general prompt factors after stage 2."""
     import torch
 
     from training.metrics import quantize

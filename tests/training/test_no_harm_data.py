@@ -109,7 +109,7 @@ def test_identity_under_prompts_trains_every_prompt_on_clean_rows():
     assert prompt_grad(True) > 0.0
 
 
-def test_flat_probe_reports_the_backbone_alone(tmp_path):
+def test_flat_probe_reports_a_zero_prompt_column(tmp_path):
     from bench import flat_probe
 
     for folder in flat_probe.PHOTO_SETS.values():
