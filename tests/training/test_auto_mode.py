@@ -27,6 +27,7 @@ from training.cli import main as tap_train
 from training.config import load_config
 from training.datasets import LabelledPhotos
 from training.export import export_bundle
+from training.scenes import draw_city_scene, to_uint8
 from training.weather_photos import FOLDER_CLASS, decision_is_right, is_dev
 
 CLASSES = ["rain", "raindrop", "haze", "snow", "clean"]
@@ -146,3 +147,22 @@ def test_synthetic_task_weights_draw_only_the_weighted_tasks(tiny_clean_dir):
     assert tasks_drawn([]) == {0, 1, 2, 3}  # uniform, as before the option existed
     with pytest.raises(DataError, match="4 weights"):
         tasks_drawn([1.0, 0.0])
+
+
+def test_restoration_cue_bench_compares_both_deciders(weather_photos, tmp_path):
+    from bench import restoration_cue
+
+    real = tmp_path / "data" / "real"
+    for folder in ("rain", "haze"):
+        (real / folder).mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(to_uint8(draw_city_scene(40, 56, seed=k))).save(real / folder / f"{k}.png")
+    (tmp_path / "data" / "weather-photos").symlink_to(weather_photos)
+    save_weights(make_tiny_model().eval(), tmp_path / "tiny.safetensors")
+    argv = ["--checkpoint", str(tmp_path / "tiny.safetensors"), "--data", str(tmp_path / "data"), "--view", "32"]
+    report = restoration_cue.main([*argv, "--threads", "1", "--out-dir", str(tmp_path / "out")])
+    text = report.path.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| classifier")]
+    assert [r.split("|")[1].strip() for r in rows] == ["classifier alone", "classifier + restoration cue (view 32 px)"]
+    assert all(r.split("|")[6].strip().endswith("/4") for r in rows)  # the 4 real photos, each decider
+    assert "% of it" in text and len(report.headlines) == 2
