@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 BUNDLE ?= artifacts/default
 
-.PHONY: serve test lint bench train-default clean
+.PHONY: serve test test-fast lint bench train-default clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,10 @@ serve: $(BIN)/.installed
 test: $(BIN)/.installed
 	bash .ci/system-deps.sh
 	$(BIN)/pytest -q
+
+# For developers, a few minutes: no containers, browsers or real Prometheus, no long training or export tests.
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -q -m "not slow and not integration"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -98,6 +98,7 @@ def test_calibration_keeps_clear_photos_untouched(weather_photos, tmp_path):
     assert right_shares(dev, labels)["clear"] >= CLEAR_UNTOUCHED_MIN
 
 
+@pytest.mark.slow
 def test_training_report_and_service_engine_decide_alike(weather_photos, tmp_path):
     """A calibrated model, exported: the engine's rule, temperature and decisions are the report's."""
     model = make_tiny_model()

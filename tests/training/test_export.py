@@ -62,6 +62,7 @@ def test_manifest_describes_every_file(tiny_bundle):
     assert names == ["image", "prompt"]
 
 
+@pytest.mark.slow
 def test_fp16_variant_and_triton_repo(tmp_path):
     out = export_bundle(make_tiny_model(), tmp_path / "b", model_version="t", fp16=True, triton_dir=tmp_path / "tr")
     manifest = json.loads((out / "manifest.json").read_text())
@@ -111,6 +112,7 @@ def test_new_prompt_file_adds_a_weather_and_bad_ones_are_skipped(bundle_copy):
         write_prompt(bundle_copy, "../evil", vec)
 
 
+@pytest.mark.slow
 def test_export_command_keeps_weights_beside_the_bundle(tmp_path, capsys):
     run = tmp_path / "run"
     save_weights(make_tiny_model(seed=2), run / "model.safetensors", {"stage": "prompt-tune"})

@@ -19,6 +19,8 @@ from training.loops import PretrainStep, build_training_set, fit
 from training.random_model import RESIDUAL_SCALES, random_model
 from training.scenes import draw_city_scene
 
+pytestmark = pytest.mark.slow  # exports and trains: `make test` runs it, `make test-fast` does not
+
 TARGET_DB = 40.0
 TILE, OVERLAP = Settings().tile_size, Settings().tile_overlap
 
