@@ -51,14 +51,14 @@ def cue(model, rgb: np.ndarray, view: int) -> np.ndarray:
 
     from training.datasets import to_tensor
     from training.image_files import fit_longer_side
-    from training.metrics import rgb_to_y
+    from training.metrics import quantize, rgb_to_y
 
     small = fit_longer_side(rgb, view)
     x = to_tensor(small)[None].expand(len(model.tasks), -1, -1, -1)
     with torch.no_grad():
-        out = model(x, model.task_vectors()).clamp(0, 1)
+        out = model(x, model.task_vectors())
     y_in = rgb_to_y(small)
-    outputs = (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    outputs = quantize(out.permute(0, 2, 3, 1).numpy())
     changes = [np.abs(rgb_to_y(o) - y_in).mean() for o in outputs]
     return np.log1p(np.asarray(changes, dtype=np.float64))
 
@@ -107,20 +107,15 @@ def out_of_fold(scores, f: np.ndarray) -> list:
 def shares_row(model, name: str, dev, real) -> list[str]:
     """Calibrate on dev as `tap-train calibrate` does; then the share right per folder."""
     from training.auto_mode import choose_rule, decisions, fit_temperature, right_shares
+    from training.weather_photos import decision_is_right
 
     temperature = fit_temperature(dev)
     rule = choose_rule(model, dev, temperature, model.cfg.auto_rule)
     dev_shares = right_shares(dev, decisions(model, dev, rule, temperature))
     real_labels = decisions(model, real, rule, temperature)
-    real_right = sum(right_shares_count(real, real_labels))
+    real_right = sum(decision_is_right(s.folder, label) for s, label in zip(real, real_labels, strict=True))
     cells = [f"{dev_shares.get(f, float('nan')):.0%}" for f in ("rain", "fog", "clear", "snow-scene")]
     return [name, *cells, f"{real_right}/{len(real)}", f"T {temperature:.2f}, clean ≥ {rule.clean_threshold:g}"]
-
-
-def right_shares_count(scores, labels) -> list[int]:
-    from training.weather_photos import decision_is_right
-
-    return [int(decision_is_right(s.folder, label)) for s, label in zip(scores, labels, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> Report:

@@ -13,8 +13,6 @@ import yaml
 
 from training.data_root import data_path
 
-REAL_PAIR_FOLDERS = (("rain", "rain-heavy"), ("raindrop", "raindrop"))  # task, folder under train/
-
 
 @dataclass
 class DataConfig:

@@ -404,6 +404,23 @@ def rain_on_photos(d: DataConfig, tasks: Sequence[str], synthetic: SyntheticWeat
     return RainOnPhotos(RainLayerBank.load(Path(d.rain_layers_dir)), images, list(tasks).index("rain"), d.crop)
 
 
+def synthetic_options(d: DataConfig, seed: int) -> dict:
+    """SyntheticWeather's keyword arguments as `d` describes them (callers override single ones)."""
+    return {
+        "length": d.samples_per_epoch,
+        "split": "train",
+        "holdout_every": d.holdout_every,
+        "severity": (d.severity_min, d.severity_max),
+        "clean_prob": d.clean_prob,
+        "mixed_prob": d.mixed_prob,
+        "seed": seed,
+        "version": d.synth_version,
+        "streaks_dir": Path(d.streaks_dir) if d.streaks_dir else None,
+        "task_weights": d.synthetic_task_weights,
+        "flat_prob": d.flat_prob,
+    }
+
+
 def clear_photos(
     d: DataConfig, tasks: Sequence[str], seed: int, synthetic: SyntheticWeather | None
 ) -> SyntheticWeather:
@@ -415,22 +432,12 @@ def clear_photos(
     if unknown:
         raise DataError(f"data.clear_photos_folders {unknown} are not clean-labelled weather-photos folders")
     files = [p for folder in d.clear_photos_folders for p in split_files(root / folder, "train")]
-    return SyntheticWeather(
-        root,
-        tasks,
-        d.crop,
-        d.samples_per_epoch,
-        severity=(d.severity_min, d.severity_max),
-        clean_prob=d.clear_photos_identity_prob,
-        mixed_prob=d.mixed_prob,
-        seed=seed,
-        generators=synthetic.generators if synthetic is not None else None,
-        version=d.synth_version,
-        streaks_dir=Path(d.streaks_dir) if d.streaks_dir else None,
-        task_weights=d.synthetic_task_weights,
-        flat_prob=d.flat_prob,
-        files=files,
-    )
+    options = synthetic_options(d, seed) | {
+        "clean_prob": d.clear_photos_identity_prob,
+        "generators": synthetic.generators if synthetic is not None else None,
+        "files": files,
+    }
+    return SyntheticWeather(root, tasks, d.crop, **options)
 
 
 def training_mixture(d: DataConfig, tasks: Sequence[str], seed: int, synthetic: SyntheticWeather | None) -> WeightedMix:

@@ -31,7 +31,14 @@ from model.checkpoint import load_model, save_weights
 from model.encoder import encoder_view
 from model.net import NET_VARIANTS, NetConfig, TAPNet
 from training.config import ClassifierConfig, TrainConfig, save_config, to_dict
-from training.datasets import ListFile, PairedFolder, SyntheticWeather, parse_sources, training_mixture
+from training.datasets import (
+    ListFile,
+    PairedFolder,
+    SyntheticWeather,
+    parse_sources,
+    synthetic_options,
+    training_mixture,
+)
 from training.distributed import World, init_distributed, shutdown_distributed
 from training.losses import batch_psnr, charbonnier, image_psnr, info_nce, prompt_similarity, relatedness_loss
 from training.train_state import load_train_state, save_train_state
@@ -208,20 +215,7 @@ class ClassifierStep(nn.Module):
 def synthetic_from(cfg: TrainConfig, tasks: list[str], **overrides) -> SyntheticWeather:
     """The synthetic training set that cfg.data describes, with per-use overrides."""
     d = cfg.data
-    options = {
-        "length": d.samples_per_epoch,
-        "split": "train",
-        "holdout_every": d.holdout_every,
-        "severity": (d.severity_min, d.severity_max),
-        "clean_prob": d.clean_prob,
-        "mixed_prob": d.mixed_prob,
-        "seed": cfg.seed,
-        "version": d.synth_version,
-        "streaks_dir": Path(d.streaks_dir) if d.streaks_dir else None,
-        "task_weights": d.synthetic_task_weights,
-        "flat_prob": d.flat_prob,
-    }
-    return SyntheticWeather(Path(d.clean_dir), tasks, d.crop, **(options | overrides))
+    return SyntheticWeather(Path(d.clean_dir), tasks, d.crop, **(synthetic_options(d, cfg.seed) | overrides))
 
 
 def build_training_set(cfg: TrainConfig, tasks: list[str], synthetic: bool = True) -> Dataset:

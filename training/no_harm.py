@@ -6,9 +6,8 @@ its own input; nothing to remove, so high is right) and the flat-region (blotch)
 (`training.metrics.flat_structure`). Real dense haze under the `haze` prompt and real rain under
 `rain`: the blotch measure and the change of mean brightness only, since restoring should change
 the photo (rain adds light, so some darkening is right; a rain prompt that dehazes darkens far
-more). Previews of the worst photos (input |
-output, the worst flat block outlined) go to a folder for looking at by eye; they show the
-photos, so they stay out of anything published.
+more). Previews of the worst photos (input | output, the worst flat block outlined) go to a
+folder for looking at by eye; they show the photos, so they stay out of anything published.
 """
 
 import logging
@@ -146,9 +145,9 @@ def evaluate_no_harm(
     model: TAPNet,
     clear_dir: Path | None,
     haze_dir: Path | None,
+    rain_dir: Path | None = None,
     size: int = 0,
     preview_dir: Path | None = None,
-    rain_dir: Path | None = None,
 ) -> dict:
     """Clean in, clean out and the blotch measure on clear photos (dev split, every prompt and
     auto); the blotch measure and brightness change on real haze under `haze` and real rain under
