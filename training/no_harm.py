@@ -6,8 +6,10 @@ its own input; nothing to remove, so high is right) and the flat-region (blotch)
 (`training.metrics.flat_structure`). Real dense haze under the `haze` prompt and real rain under
 `rain`: the blotch measure and the change of mean brightness only, since restoring should change
 the photo (rain adds light, so some darkening is right; a rain prompt that dehazes darkens far
-more). Previews of the worst photos (input | output, the worst flat block outlined) go to a
-folder for looking at by eye; they show the photos, so they stay out of anything published.
+more). Every set also gets the fine-detail change (`training.metrics.fine_structure_change`):
+harm on clear photos, and on real rain, how many of the streaks came out. Previews of the
+worst photos (input | output, the worst flat block outlined) go to a folder for looking at by
+eye; they show the photos, so they stay out of anything published.
 """
 
 import logging
@@ -21,7 +23,7 @@ from PIL import Image, ImageDraw
 from model.net import CLEAN_CLASS, TAPNet
 from training.datasets import to_tensor
 from training.image_files import fit_longer_side, list_images, read_rgb
-from training.metrics import flat_structure, psnr, rgb_to_y
+from training.metrics import fine_structure_change, flat_structure, psnr, rgb_to_y
 from training.real_photos import auto_decision, restore_with
 from training.weather_photos import split_files
 
@@ -46,13 +48,15 @@ class Outcome:
     box: tuple[int, int, int, int] | None
     decision: str  # the prompt, or auto mode's label
     brightness: float  # mean Y of the output minus the input's, grey levels (negative = darker)
+    fine_change: float  # share of the input's fine detail changed beyond a contrast gain
 
 
 def judge(name: str, lq: np.ndarray, pred: np.ndarray, decision: str) -> Outcome:
     flat = flat_structure(lq, pred)
     y_in, y_out = rgb_to_y(lq), rgb_to_y(pred)
     change = float(y_out.mean() - y_in.mean())
-    return Outcome(name, psnr(pred, lq), psnr(y_out, y_in), flat.score, flat.box, decision, change)
+    fine = fine_structure_change(lq, pred)
+    return Outcome(name, psnr(pred, lq), psnr(y_out, y_in), flat.score, flat.box, decision, change, fine)
 
 
 def psnr_stats(values: list[float]) -> dict[str, float]:
@@ -81,11 +85,21 @@ def summarize(outcomes: list[Outcome]) -> dict:
             "median": float(np.median([o.brightness for o in outcomes])),
             "worst": float(np.min([o.brightness for o in outcomes])),
         },
+        "fine_change": {  # median and mean: on real rain, higher is more rain removed
+            "median": float(np.median([o.fine_change for o in outcomes])),
+            "mean": float(np.mean([o.fine_change for o in outcomes])),
+        },
         "worst_psnr_photo": worst_psnr.name,
         "worst_blotch_photo": worst_blotch.name if worst_blotch else None,
         "decisions": decisions,
         "photos": {
-            o.name: {"psnr_rgb": o.psnr_rgb, "psnr_y": o.psnr_y, "blotch": o.blotch, "brightness": o.brightness}
+            o.name: {
+                "psnr_rgb": o.psnr_rgb,
+                "psnr_y": o.psnr_y,
+                "blotch": o.blotch,
+                "brightness": o.brightness,
+                "fine_change": o.fine_change,
+            }
             for o in outcomes
         },
     }
@@ -184,7 +198,9 @@ def format_no_harm(no_harm: dict) -> list[str]:
         "Clean in, clean out: PSNR (dB) of the output against its own input. Blotch: structure the output adds "
         "where the input is flat, the global contrast gain divided out (`training.metrics.flat_structure`; "
         "1.0 = none added, worst = highest). Brightness: mean Y of the output minus the input's, grey levels "
-        "(worst = darkest). Median / worst over the photos.",
+        "(worst = darkest). Median / worst over the photos. Fine change: the share of the input's fine detail "
+        "the output changed beyond a contrast gain (`training.metrics.fine_structure_change`; median / mean): "
+        "harm on clear photos, streaks taken out on real rain.",
         *(
             f"{group}: {no_harm[group]['folder']}"
             + (" (its dev split, `training.weather_photos`)" if group == "clear" else "")
@@ -194,8 +210,8 @@ def format_no_harm(no_harm: dict) -> list[str]:
         ),
         "",
         "| photos | prompt | N | PSNR-RGB | PSNR-Y | blotch (N with a flat region) | brightness "
-        "| worst PSNR | worst blotch |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| fine change | worst PSNR | worst blotch |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for group in GROUPS:
         if group not in no_harm:
@@ -204,9 +220,11 @@ def format_no_harm(no_harm: dict) -> list[str]:
             psnr_cells = [_cell(d["psnr_rgb"], ".2f"), _cell(d["psnr_y"], ".2f")] if group == "clear" else ["–", "–"]
             blotch = f"{_cell(d['blotch'], '.2f')} ({d['n_flat']})"
             brightness = _cell(d["brightness"], "+.1f")
+            fine = d.get("fine_change")  # absent from reports written before it existed
+            fine_cell = f"{fine['median']:.3f} / {fine['mean']:.3f}" if fine else "–"
             worst_psnr = d["worst_psnr_photo"] if group == "clear" else "–"
             worst_blotch = d["worst_blotch_photo"] or "–"
-            row = [group, prompt, str(d["n"]), *psnr_cells, blotch, brightness, worst_psnr, worst_blotch]
+            row = [group, prompt, str(d["n"]), *psnr_cells, blotch, brightness, fine_cell, worst_psnr, worst_blotch]
             lines.append("| " + " | ".join(row) + " |")
     if "clear" in no_harm:
         auto = no_harm["clear"]["prompts"].get(AUTO)

@@ -8,6 +8,7 @@ import pytest
 from training.metrics import (
     SSIM_C1,
     SSIM_C2,
+    fine_structure_change,
     flat_mask,
     flat_structure,
     gaussian_window,
@@ -180,3 +181,28 @@ def test_flat_structure_is_resolution_free_and_needs_a_flat_region():
     assert flat_structure(*double).score == pytest.approx(flat_structure(lq, stained).score, rel=0.25)
     busy = texture(96, 128)
     assert flat_structure(busy, busy).score is None  # no flat block: nothing to judge
+
+
+def with_streaks(image: np.ndarray, every: int = 9, level: int = 245) -> np.ndarray:
+    """Thin bright vertical streaks, one column in `every`, over the whole frame."""
+    streaked = image.copy()
+    streaked[:, ::every] = level
+    return streaked
+
+
+def test_fine_structure_change_ignores_identity_and_a_contrast_stretch():
+    lq = texture(240, 320)
+    assert fine_structure_change(lq, lq) == 0.0
+    mean = lq.astype(np.float64).mean()
+    stretched = np.clip(mean + 1.3 * (lq - mean), 0, 255).round().astype(np.uint8)
+    assert fine_structure_change(lq, stretched) < 0.05  # dehazing's stretch is divided out
+
+
+def test_fine_structure_change_sees_streaks_taken_out_and_detail_flattened():
+    clean = texture(240, 320, seed=3)
+    rainy = with_streaks(clean)
+    removed = fine_structure_change(rainy, clean)
+    assert 0.3 < removed < 1.0
+    assert fine_structure_change(rainy, with_streaks(clean, level=200)) < removed  # fainter, not gone
+    flat = np.full_like(clean, 128)
+    assert fine_structure_change(clean, flat) == pytest.approx(1.0)  # a lower gain is not divided out

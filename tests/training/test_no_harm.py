@@ -13,7 +13,7 @@ from tests.conftest import make_tiny_model
 from tests.training.test_metrics import sky_over_scene
 from training.cli import main
 from training.datasets import to_tensor
-from training.metrics import flat_structure, psnr, rgb_to_y
+from training.metrics import fine_structure_change, flat_structure, psnr, rgb_to_y
 from training.no_harm import AUTO, WORST_PREVIEWS
 from training.real_photos import restore_with
 from training.weather_photos import is_dev
@@ -68,6 +68,7 @@ def test_every_prompt_and_auto_on_the_dev_split(evaluated, folders) -> None:
     assert results["no_harm"]["haze"]["prompts"]["haze"]["n"] == 2
     rain = results["no_harm"]["rain"]["prompts"]["rain"]
     assert rain["n"] == 3 and rain["brightness"]["worst"] == min(p["brightness"] for p in rain["photos"].values())
+    assert rain["fine_change"]["median"] == np.median([p["fine_change"] for p in rain["photos"].values()])
     report = (out / "report.md").read_text()
     assert "## Do no harm" in report and "| clear | rain |" in report and "| haze | haze | 2 |" in report
     assert "| rain | rain | 3 |" in report
@@ -85,6 +86,7 @@ def test_numbers_match_direct_computation(evaluated, folders) -> None:
     assert got["psnr_rgb"] == pytest.approx(psnr(pred, lq))
     assert got["blotch"] == pytest.approx(flat_structure(lq, pred).score)
     assert got["brightness"] == pytest.approx(float(rgb_to_y(pred).mean() - rgb_to_y(lq).mean()))
+    assert got["fine_change"] == pytest.approx(fine_structure_change(lq, pred)) and got["fine_change"] > 0
     assert math.isfinite(got["psnr_rgb"]) and got["blotch"] > 1.0  # an untrained model does change the photo
 
 
