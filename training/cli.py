@@ -209,15 +209,6 @@ def cmd_auto_mode(args: argparse.Namespace) -> None:
         Path(args.out).write_text(report + "\n")
 
 
-def cmd_pseudo_pairs(args: argparse.Namespace) -> None:
-    from training.pseudo_pairs import make_pseudo_pairs
-
-    pairs = make_pseudo_pairs(
-        Path(args.teacher), Path(args.photos), args.prompt, Path(args.out), args.low_pass, args.min_change
-    )
-    print(f"{sum(p.kept for p in pairs)} of {len(pairs)} train-split photos kept as pairs in {args.out}")
-
-
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
@@ -398,15 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weather-photos", required=True, help="weather-photos folder (its dev split is used)")
     p.add_argument("--out", required=True, help="run folder for the calibrated model.safetensors")
     p.set_defaults(func=cmd_calibrate)
-
-    p = sub.add_parser("pseudo-pairs", help="real photos paired with a teacher's fine-detail restoration")
-    p.add_argument("teacher", help="model.safetensors whose restoration becomes the target")
-    p.add_argument("--photos", required=True, help="a weather-photos folder, e.g. weather-photos/rain (train split)")
-    p.add_argument("--prompt", required=True, help="the teacher's prompt, e.g. rain")
-    p.add_argument("--out", required=True, help="folder for input/ and target/ (a data.real_pairs entry)")
-    p.add_argument("--low-pass", type=float, default=6.0, help="px: the input keeps what is coarser than this")
-    p.add_argument("--min-change", type=float, default=0.1, help="skip photos whose target changes less fine detail")
-    p.set_defaults(func=cmd_pseudo_pairs)
 
     p = sub.add_parser("auto-mode", help="auto mode's confusion matrices on real photos, as the service decides")
     p.add_argument("checkpoint")
