@@ -100,6 +100,8 @@ class LossConfig:
     # Stage 2: `clean` rows (lq == gt) also train restoration, each under a random task's prompt, so
     # every prompt learns to leave clean content alone (issue 30); False: they train the encoder only.
     identity_under_prompts: bool = False
+    # The tasks whose prompts the identity rows use (drawn uniformly among them); empty = every task.
+    identity_tasks: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -114,6 +114,11 @@ class PromptTuneStep(nn.Module):
         self.model = model
         self.register_buffer("relatedness", relatedness)
         self.loss_cfg = cfg.loss
+        unknown = set(cfg.loss.identity_tasks) - set(model.tasks)
+        if unknown:
+            raise ValueError(f"loss.identity_tasks names unknown tasks {sorted(unknown)}; the model has {model.tasks}")
+        names = cfg.loss.identity_tasks or model.tasks
+        self.identity_tasks = torch.tensor([model.tasks.index(t) for t in names])
 
     def forward(self, lq: torch.Tensor, gt: torch.Tensor, task: torch.Tensor) -> tuple:
         vectors = self.model.task_vectors()  # (T, D)
@@ -121,8 +126,8 @@ class PromptTuneStep(nn.Module):
         prompt_task = task.clamp(max=len(vectors) - 1)
         restored = degraded.float()
         if self.loss_cfg.identity_under_prompts:  # clean rows: a random task's prompt, target = input
-            random_task = torch.randint(len(vectors), task.shape, device=task.device)
-            prompt_task = torch.where(degraded, task, random_task)
+            choice = self.identity_tasks[torch.randint(len(self.identity_tasks), task.shape)].to(task.device)
+            prompt_task = torch.where(degraded, task, choice)
             restored = torch.ones_like(restored)
         pred = self.model(lq, vectors[prompt_task])
         restoration = masked_charbonnier(pred, gt, restored)

@@ -89,24 +89,33 @@ def test_clear_photos_refuse_weather_folders(weather_photos, tiny_clean_dir):
         build_training_set(cfg, TASKS)
 
 
-def prompt_grad(identity_under_prompts: bool) -> float:
-    """Size of the prompt cores' gradient from a batch of clean rows only."""
+def core_grads(identity_under_prompts: bool, identity_tasks: list[str] | None = None) -> dict[str, float]:
+    """Size of each task core's gradient from a batch of clean rows only."""
     torch.manual_seed(0)
     model = make_tiny_model()
     model.freeze_for("prompt-tune")
     cfg = TrainConfig()
     cfg.loss.contrastive = False  # keys see detached vectors: prompts learn from restoration alone
     cfg.loss.identity_under_prompts = identity_under_prompts
+    cfg.loss.identity_tasks = identity_tasks or []
     step = PromptTuneStep(model, torch.eye(len(model.tasks)), cfg)
-    lq = torch.rand(4, 3, 32, 32)
-    loss, pred, _ = step(lq, lq.clone(), torch.full((4,), len(model.tasks)))
+    lq = torch.rand(16, 3, 32, 32)
+    loss, pred, _ = step(lq, lq.clone(), torch.full((16,), len(model.tasks)))
     loss.backward()
-    return sum(float(p.grad.abs().sum()) for p in model.prompts.cores.parameters() if p.grad is not None)
+    cores = model.prompts.cores
+    return {t: 0.0 if cores[t].grad is None else float(cores[t].grad.abs().sum()) for t in model.tasks}
 
 
 def test_identity_under_prompts_trains_every_prompt_on_clean_rows():
-    assert prompt_grad(False) == 0.0  # clean rows: encoder only, as before
-    assert prompt_grad(True) > 0.0
+    assert sum(core_grads(False).values()) == 0.0  # clean rows: encoder only, as before
+    assert all(g > 0.0 for g in core_grads(True).values())  # 16 rows: every task drawn
+
+
+def test_identity_rows_use_only_the_named_tasks_prompts():
+    grads = core_grads(True, ["haze", "snow"])
+    assert grads["haze"] > 0 and grads["snow"] > 0 and grads["rain"] == 0 and grads["raindrop"] == 0
+    with pytest.raises(ValueError, match="unknown tasks"):
+        core_grads(True, ["fog"])
 
 
 def test_flat_probe_reports_a_zero_prompt_column(tmp_path):
