@@ -174,6 +174,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         no_harm_clear=_path(args.no_harm_clear),
         no_harm_haze=_path(args.no_harm_haze),
         no_harm_rain=_path(args.no_harm_rain),
+        synthetic_v2_streaks=Path(args.streaks_dir or trained["streaks_dir"]) if args.synthetic_v2 else None,
     )
     report_path = Path(args.out) / "report.md"
     if args.weather_photos:  # auto mode's confusion on the weather-photos dev split (and --real)
@@ -378,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-harm-haze", help="real haze photos: the blotch measure under `haze`")
     p.add_argument("--no-harm-rain", help="real rain photos: the blotch measure and brightness change under `rain`")
     p.add_argument("--synthetic", type=int, default=8, help="synthetic validation images per task (0: none)")
+    p.add_argument(
+        "--synthetic-v2",
+        action="store_true",
+        help="also the same photos under data engine v2's weather (what training draws), as synthetic-v2/<task> rows",
+    )
+    p.add_argument("--streaks-dir", help="rendered streak layers for v2 rain (default: the checkpoint's own)")
     p.add_argument("--paired", action="append", default=[], help="task=DIR with input/ and target/")
     p.add_argument("--size", type=int, default=0, help="resize longer side to this for speed (0: full size)")
     p.add_argument("--seed", type=int, default=0)

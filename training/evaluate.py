@@ -11,7 +11,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from training.image_files import fit_longer_side
 from training.metrics import image_metrics, quantize
 from training.no_harm import evaluate_no_harm, format_no_harm
 from training.real_photos import clean_untouched, evaluate_real, format_real
+from training.synth.assets import StreakBank
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,23 @@ def held_out_files(clean_dir: Path, holdout_every: int = 11) -> list[Path]:
     return split_clean(list_images(Path(clean_dir)), holdout_every, "val")
 
 
-def synthetic_samples(photos: list[np.ndarray], task: int, task_name: str, count: int, seed: int) -> list[Sample]:
-    """`count` degraded photos for one task, severities spread light to heavy; same seed, same images."""
+def synthetic_samples(
+    photos: list[np.ndarray],
+    task: int,
+    task_name: str,
+    count: int,
+    seed: int,
+    generators: Mapping[str, synth.WeatherFn] = synth.GENERATORS,
+) -> list[Sample]:
+    """`count` degraded photos for one task, severities spread light to heavy; same seed, same images.
+    `generators`: data engine v1's by default (the numbers every report since the first compares)."""
     lo, hi = SEVERITY_RANGE
     samples = []
     for k in range(count):
         gt = photos[k % len(photos)]
         rng = np.random.default_rng([seed, task, k])
         severity = lo + (hi - lo) * (k + 0.5) / count
-        lq = quantize(synth.apply(task_name, gt.astype(np.float32) / 255.0, rng, severity))
+        lq = quantize(synth.apply(task_name, gt.astype(np.float32) / 255.0, rng, severity, generators))
         samples.append(Sample(f"#{k}", lq, gt, task))
     return samples
 
@@ -218,11 +227,16 @@ def run_evaluation(
     no_harm_clear: Path | None = None,
     no_harm_haze: Path | None = None,
     no_harm_rain: Path | None = None,
+    synthetic_v2_streaks: Path | None = None,
 ) -> dict:
     """Evaluate on synthetic validation, paired folders and real photos; write report.md,
     metrics.json, grid.png (and side-by-side previews of the real photos under real/).
     `no_harm_clear` / `no_harm_haze` / `no_harm_rain`: clear photos, real haze and real rain for the do-no-harm section
     (`training.no_harm`; previews of the worst photos under no_harm/).
+
+    `synthetic_v2_streaks`: also the same photos under data engine v2's weather (what training now
+    draws; its rain composites the rendered streak layers of this folder), as `synthetic-v2/<task>`
+    rows; they stay out of the auto-mode confusion, which keeps comparing v1.
 
     Puts the model in eval mode. Synthetic validation covers the tasks that have a generator;
     `synthetic_per_task=0` skips it and the auto-mode confusion (clean_dir is then not read).
@@ -239,6 +253,12 @@ def run_evaluation(
                 continue
             samples = synthetic_samples(clean, t, task, synthetic_per_task, seed)
             sources.append(Source(f"synthetic/{task}", t, "synthetic", samples))
+        if synthetic_v2_streaks is not None:
+            v2 = synth.generators(2, StreakBank.load(Path(synthetic_v2_streaks)))
+            for t, task in enumerate(model.tasks):
+                if task in v2:
+                    samples = synthetic_samples(clean, t, task, synthetic_per_task, seed, v2)
+                    sources.append(Source(f"synthetic-v2/{task}", t, "synthetic-v2", samples))
     for task, root in paired:
         sources.append(Source(Path(root).name, task, str(root), paired_samples(Path(root), task, size)))
     no_harm = {"clear_dir": no_harm_clear, "haze_dir": no_harm_haze, "rain_dir": no_harm_rain}
@@ -309,7 +329,9 @@ def format_report(results: dict) -> str:
         lines.append(
             f"Synthetic validation: {s['synthetic_per_task']} images per task from {s['held_out_photos']} held-out "
             f"clean photos (centre crop up to {s['synthetic_crop']} px, severities {SEVERITY_RANGE[0]}-"
-            f"{SEVERITY_RANGE[1]}, seed {s['seed']})."
+            f"{SEVERITY_RANGE[1]}, seed {s['seed']}); `synthetic/` rows use data engine v1's weather (the "
+            "numbers every report compares), `synthetic-v2/` rows (if any) the same photos under v2's, which "
+            "training draws."
         )
     lines += ["", "## Restoration", ""]
     rows = [
@@ -329,7 +351,7 @@ def format_report(results: dict) -> str:
         rows = [[c, *map(str, row), str(sum(row))] for c, row in zip(classes, auto["confusion"], strict=True)]
         lines += _table(["true \\ predicted", *classes, "N"], rows, 1)
         lines += ["", "Accuracy: " + "; ".join(_accuracy(auto)) + "."]
-    paired = {n: d for n, d in results["datasets"].items() if d["source"] != "synthetic"}
+    paired = {n: d for n, d in results["datasets"].items() if not d["source"].startswith("synthetic")}
     if paired:
         classes = results["classes"]
         lines += ["", "Auto-mode predictions on paired sets:", ""]

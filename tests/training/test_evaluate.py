@@ -245,3 +245,26 @@ def test_compare_tables_several_runs(tmp_path, capsys):
     assert "| low-rank | 20.00 / 0.500 | 20.00 | 0.500 | 1.000 | – | – | – |" in table
     assert "| full | 22.50 / 0.500 | 22.50 | 0.750 | 1.000 | 0.250 | 20 / 35 | 1.010 / 1.200 |" in table
     assert table in capsys.readouterr().out
+
+
+def test_synthetic_v2_rows_beside_v1_and_out_of_the_confusion(data: dict[str, Path], model, tmp_path: Path) -> None:
+    streaks = tmp_path / "streaks"
+    streaks.mkdir()
+    layer = np.zeros((64, 48), np.uint8)
+    layer[:, ::6] = 220
+    Image.fromarray(layer).save(streaks / "layer.png")
+    kwargs = {"clean_dir": data["clean"], "synthetic_per_task": 1, "paired": [], "seed": 0}
+    plain = run_evaluation(model, out_dir=tmp_path / "v1", **kwargs)
+    both = run_evaluation(model, out_dir=tmp_path / "v2", synthetic_v2_streaks=streaks, **kwargs)
+    tasks = ["rain", "raindrop", "haze", "snow"]
+    assert sorted(both["datasets"]) == sorted([f"synthetic/{t}" for t in tasks] + [f"synthetic-v2/{t}" for t in tasks])
+    for t in tasks:  # v1 rows unchanged by asking for v2; v2 is other weather on the same photos
+        assert both["datasets"][f"synthetic/{t}"] == plain["datasets"][f"synthetic/{t}"]
+        assert (
+            both["datasets"][f"synthetic-v2/{t}"]["methods"]["input"]
+            != plain["datasets"][f"synthetic/{t}"]["methods"]["input"]
+        )
+    assert both["auto"]["confusion"] == plain["auto"]["confusion"]
+    report = (tmp_path / "v2" / "report.md").read_text()
+    assert "| synthetic-v2/raindrop | raindrop | given task |" in report
+    assert "Auto-mode predictions on paired sets" not in report
