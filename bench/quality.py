@@ -1,11 +1,13 @@
 """Quality: `tap-train evaluate` (training.evaluate.run_evaluation) as a benchmark table.
 
 Rain100H (task rain) and SOTS-indoor (task haze) from ../shared/data/validation, and
-synthetic validation for every weather with a generator. Methods per image: the input
+synthetic validation for every weather with a generator (data engine v1's weather, and v2's on
+the same photos when ../shared/data has the streak layers). Methods per image: the input
 itself, the model under the true task's prompt, auto mode, and the dark channel prior on
 haze, so the numbers have context. Do no harm (`training.no_harm`): clean in, clean out and
 the blotch measure on the dev split of weather-photos/clear under every prompt and auto, and
-the blotch measure on real/haze under `haze`. Only meaningful for the trained model: the
+the blotch measure on real/haze under `haze`, and on real/rain under `rain` the brightness change
+and the fine-detail change (streaks taken out). Only meaningful for the trained model: the
 checkpoint defaults to artifacts/default/weights.safetensors. grid.png and the previews show
 dataset images, which may not be published, so they stay in a temporary folder.
 
@@ -40,6 +42,7 @@ PAIRED = {"rain100h": "rain", "sots-indoor": "haze"}  # folder under validation/
 NO_HARM_CLEAR = Path("weather-photos/clear")  # under --data: clear photos (their dev split)
 NO_HARM_HAZE = Path("real/haze")  # under --data: real dense haze
 NO_HARM_RAIN = Path("real/rain")  # under --data: real rain (how much the rain prompt darkens it)
+STREAKS = Path("rain-streaks")  # under --data: the rendered streak layers of data engine v2's rain
 KEEP_PROMPTS = ("rain", "raindrop", "snow")  # prompts that should leave a clear photo almost unchanged
 
 
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> Report:
             no_harm_clear=no_harm[0],
             no_harm_haze=no_harm[1],
             no_harm_rain=no_harm[2],
+            synthetic_v2_streaks=args.data / STREAKS if (args.data / STREAKS).is_dir() else None,
         )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{NAME}.json").write_text(json.dumps(results, indent=2))
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> Report:
     gains = ", ".join(
         f"{name} {d['methods']['given task']['psnr_y'] - d['methods']['input']['psnr_y']:+.2f} dB"
         for name, d in results["datasets"].items()
-        if d["source"] != "synthetic"
+        if not d["source"].startswith("synthetic")
     )
     auto = results["auto"]
     headline = f"given task vs input, PSNR-Y: {gains or 'no paired sets'}" + (

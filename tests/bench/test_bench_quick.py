@@ -191,6 +191,9 @@ def _tiny_data(root: Path) -> Path:
             save(root / "validation" / folder / "input", f"{k}.png", (0.7 * gt + 60).astype(np.uint8))
     save(root / "real" / "haze", "fog.png", (0.5 * sky_over_scene(48, 64, seed=60) + 110).astype(np.uint8))
     save(root / "real" / "rain", "rain.png", sky_over_scene(48, 64, seed=61))
+    streaks = np.zeros((64, 48), np.uint8)
+    streaks[:, ::5] = 230
+    save(root / "rain-streaks", "layer.png", streaks)
     return root
 
 
@@ -211,3 +214,4 @@ def test_quality_bench_reports_the_do_no_harm_section(tiny: list[str], tmp_path:
     assert "clean in, clean out (rain/raindrop/snow) worst" in report.headlines[1]
     assert "blotch worst" in report.headlines[1]
     assert not list(out.glob("**/*.png"))  # previews show dataset photos: never kept by the bench
+    assert "| synthetic-v2/raindrop | raindrop |" in text  # v2's weather beside v1's
