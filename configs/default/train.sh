@@ -39,7 +39,7 @@ else
     tap-train calibrate "$RUN/classifier-real/model.safetensors" --weather-photos "$DATA/weather-photos" \
         --out "$RUN/calibrated"
 fi
-tap-train evaluate "$RUN/calibrated/model.safetensors" --out "$RUN/eval" --synthetic 8 \
+tap-train evaluate "$RUN/calibrated/model.safetensors" --out "$RUN/eval" --synthetic 8 --synthetic-v2 \
     --paired "rain=$VAL/rain100h" --paired "haze=$VAL/sots-indoor" --real "$DATA/real" \
     --weather-photos "$DATA/weather-photos" --no-harm-clear "$DATA/weather-photos/clear" \
     --no-harm-haze "$DATA/real/haze" --no-harm-rain "$DATA/real/rain" --json "$RUN/eval/summary.json"
