@@ -79,6 +79,10 @@ class DataConfig:
     # (the same draws as before it existed). The classifier's real photos have rain and fog, not
     # raindrops or falling snow: weight the synthetic set toward what the real set lacks.
     synthetic_task_weights: list[float] = field(default_factory=list)
+    # Dense haze (issue 30): where the outdoor proxy's transmission is under this floor, the target
+    # keeps the haze (the input dehazed at the floor) instead of inventing the scene behind it, which
+    # taught dark smudges in dense grey skies. 0 = clean targets (as before); depth haze is unchanged.
+    haze_transmission_floor: float = 0.0
 
 
 @dataclass

@@ -129,10 +129,11 @@ class SyntheticWeather(EpochSampled):
         task_weights: Sequence[float] = (),
         flat_prob: float = 0.0,
         files: Sequence[Path] | None = None,
+        haze_floor: float = 0.0,
     ) -> None:
         if generators is None:  # v2 rain composites rendered streak layers, read once here
             streaks = StreakBank.load(Path(streaks_dir)) if version >= 2 and streaks_dir else None
-            generators = synth.generators(version, streaks)
+            generators = synth.generators(version, streaks, haze_floor)
         unknown = sorted(set(tasks) - set(generators))
         if unknown:
             raise DataError(f"no synthetic generator for task(s) {unknown}; known: {list(generators)}")
@@ -158,7 +159,7 @@ class SyntheticWeather(EpochSampled):
         if rng.random() < self.clean_prob:
             return {"lq": to_tensor(gt), "gt": to_tensor(gt), "task": len(self.tasks)}
         task = draw_task(rng, len(self.tasks), self.task_probs)
-        lq = synth.apply(self.tasks[task], gt, rng, float(rng.uniform(*self.severity)), self.generators)
+        lq, gt = synth.apply_pair(self.tasks[task], gt, rng, float(rng.uniform(*self.severity)), self.generators)
         if rng.random() < self.mixed_prob:
             other = self.tasks[int(rng.integers(len(self.tasks)))]
             lq = synth.apply(other, lq, rng, float(rng.uniform(*self.severity)) * 0.5, self.generators)
@@ -418,6 +419,7 @@ def synthetic_options(d: DataConfig, seed: int) -> dict:
         "streaks_dir": Path(d.streaks_dir) if d.streaks_dir else None,
         "task_weights": d.synthetic_task_weights,
         "flat_prob": d.flat_prob,
+        "haze_floor": d.haze_transmission_floor,
     }
 
 

@@ -83,6 +83,23 @@ def test_clear_photos_join_as_a_clean_source_from_the_train_split_only(weather_p
     assert all(not torch.equal(it["lq"], it["gt"]) and it["task"] < len(TASKS) for it in items)
 
 
+def test_haze_transmission_floor_changes_haze_targets_only(weather_photos, tiny_clean_dir):
+    """data.haze_transmission_floor reaches the synthetic set: same inputs, and only haze rows get a
+    target other than the clean crop (one that keeps the densest haze)."""
+    plain = build_training_set(clear_config(weather_photos, tiny_clean_dir, clear_photos_weight=0.0), TASKS)
+    floored = build_training_set(
+        clear_config(weather_photos, tiny_clean_dir, clear_photos_weight=0.0, haze_transmission_floor=0.5), TASKS
+    )
+    changed = set()
+    for i in range(32):
+        a, b = plain[i], floored[i]
+        assert torch.equal(a["lq"], b["lq"]) and a["task"] == b["task"]
+        if not torch.equal(a["gt"], b["gt"]):
+            changed.add(TASKS[b["task"]])
+            assert (b["gt"] - a["gt"]).abs().max() > 1e-3
+    assert changed == {"haze"}
+
+
 def test_clear_photos_refuse_weather_folders(weather_photos, tiny_clean_dir):
     cfg = clear_config(weather_photos, tiny_clean_dir, clear_photos_folders=["clear", "fog"])
     with pytest.raises(DataError, match="fog"):

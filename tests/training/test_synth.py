@@ -10,9 +10,9 @@ from PIL import Image
 from tests.conftest import SHARED_DATA
 from training.datasets import DataError
 from training.scenes import draw_city_scene
-from training.synth import TASKS, apply, generators, preview_sheet
+from training.synth import TASKS, apply, apply_pair, generators, preview_sheet
 from training.synth.assets import DepthBank, StreakBank
-from training.synth.haze import depth_haze
+from training.synth.haze import FlooredHaze, depth_haze, proxy_haze
 from training.synth.sheet import HEADER, PAD, sheet_columns
 
 CLEAN_DIR = SHARED_DATA / "clean"
@@ -241,6 +241,38 @@ def test_depth_haze_follows_the_scattering_model() -> None:
     airlight = (out[:, -1] - clean[:, -1] * np.exp(-1.8)) / (1 - np.exp(-1.8))
     assert 0.7 * 0.96 - 1e-4 <= airlight.min() and airlight.max() <= 1.0 + 1e-4
     assert np.all(np.diff(out[0, :, 0]) > 0)  # farther = hazier
+
+
+def test_floored_haze_keeps_in_its_target_only_the_haze_under_the_floor() -> None:
+    """Same input as plain haze; the target is the clean photo where t >= floor, and the input
+    dehazed at the floor elsewhere: J' = A + (I - A) / floor, never the hidden scene itself."""
+    clean = draw_city_scene(96, 128, seed=3)
+    floor = 0.3
+    lq, target = apply_pair("haze", clean, np.random.default_rng(5), 1.0, generators(2, haze_floor=floor))
+    hazy, t, airlight = proxy_haze(clean, np.random.default_rng(5), 1.0)
+    np.testing.assert_array_equal(lq, apply("haze", clean, np.random.default_rng(5), 1.0, generators(2)))
+    np.testing.assert_array_equal(lq, hazy)
+    seen, lost = t >= floor, t < floor * 0.5
+    assert seen.any() and lost.any()  # the heaviest haze covers both
+    np.testing.assert_allclose(target[seen], clean[seen], atol=1e-5)
+    dehazed_at_floor = airlight + (hazy - airlight) / floor
+    unclipped = lost & (hazy > 1e-3).all(axis=2) & (hazy < 1 - 1e-3).all(axis=2)
+    np.testing.assert_allclose(target[unclipped], np.clip(dehazed_at_floor, 0, 1)[unclipped], atol=1e-4)
+    assert np.abs(target[lost] - clean[lost]).mean() > 0.02
+
+
+def test_generators_without_a_target_train_on_the_clean_photo() -> None:
+    clean = draw_city_scene(32, 48, seed=1)
+    for task in TASKS:
+        lq, target = apply_pair(task, clean, np.random.default_rng(2), 0.7, generators(2))
+        np.testing.assert_array_equal(lq, apply(task, clean, np.random.default_rng(2), 0.7, generators(2)))
+        np.testing.assert_array_equal(target, clean)
+
+
+@pytest.mark.parametrize("floor", [0.0, 1.0, -0.1])
+def test_a_transmission_floor_outside_0_1_is_an_error(floor: float) -> None:
+    with pytest.raises(ValueError, match="transmission floor"):
+        FlooredHaze(floor)
 
 
 def test_missing_or_bad_asset_folders_name_the_path(tmp_path: Path) -> None:

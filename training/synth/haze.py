@@ -44,6 +44,37 @@ def sky_mask(image: np.ndarray) -> np.ndarray:
 
 def haze(image: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
     """Outdoor haze without depth: patchy beta, coloured airlight, far sky."""
+    return proxy_haze(image, rng, severity)[0]
+
+
+class FlooredHaze:
+    """The outdoor proxy haze, whose *target* keeps the haze nothing can see through.
+
+    Where the transmission t falls below `floor`, the scene behind is lost in 8-bit noise, and a clean
+    target teaches the network to paint the average hidden scene there: dark smudges in a dense grey
+    sky (real `haze/test6.jpg`). The target is then the input dehazed at the floor, as the dark
+    channel prior does: J' = A + (J - A) * min(1, t / floor). Inputs are the same draws as `haze`.
+    A class so datasets holding it pickle into DataLoader workers.
+    """
+
+    def __init__(self, floor: float) -> None:
+        if not 0.0 < floor < 1.0:
+            raise ValueError(f"a transmission floor must be in (0, 1), got {floor}")
+        self.floor = floor
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
+        return proxy_haze(image, rng, severity)[0]
+
+    def pair(self, image: np.ndarray, rng: np.random.Generator, severity: float) -> tuple[np.ndarray, np.ndarray]:
+        """(hazy input, target) for `image` under haze of `severity`."""
+        out, transmission, airlight = proxy_haze(image, rng, severity)
+        visible = np.minimum(transmission / F32(self.floor), 1).astype(F32)
+        kept = np.clip(veil(image, visible, airlight), 0, 1).astype(F32)
+        return out, np.where((visible < 1)[..., None], kept, image)  # exactly the photo where seen
+
+
+def proxy_haze(image: np.ndarray, rng: np.random.Generator, severity: float) -> tuple[np.ndarray, ...]:
+    """`haze`'s hazy image, with the transmission (H, W) and the airlight (H, 1, 3) it used."""
     h, w, _ = image.shape
     depth = np.maximum(depth_proxy(image, rng), sky_mask(image))
     beta = (0.15 + 2.0 * severity**1.3) * rng.uniform(0.8, 1.25)
@@ -52,8 +83,9 @@ def haze(image: np.ndarray, rng: np.random.Generator, severity: float) -> np.nda
     transmission = np.exp(-beta_map * depth).astype(F32)
     airlight = coloured_airlight(rng, 0.7, 1.0)
     gradient = 1 + rng.uniform(0, 0.08) * (0.5 - np.linspace(0, 1, h, dtype=F32))[:, None, None]
-    out = veil(image, transmission, airlight * gradient)
-    return np.clip(out, 0, 1).astype(F32)
+    light = (airlight * gradient).astype(F32)
+    out = veil(image, transmission, light)
+    return np.clip(out, 0, 1).astype(F32), transmission, light
 
 
 def depth_haze(image: np.ndarray, depth: np.ndarray, rng: np.random.Generator, severity: float) -> np.ndarray:
