@@ -100,13 +100,13 @@ NET_VARIANTS: dict[str, NetConfig] = {
 }
 
 
-def mirror_index(length: int, multiple: int, device: torch.device) -> torch.Tensor:
-    """Indices 0..length-1, then on back and forth over the side (symmetric reflection, edge
+def mirror_tail(length: int, multiple: int, device: torch.device) -> torch.Tensor:
+    """The indices that follow 0..length-1 back and forth over the side (symmetric reflection, edge
     sample repeated) up to the next multiple of `multiple`: valid down to a 1-pixel side."""
     forth = torch.arange(length, device=device)
     # `multiple` periods (the side, then the side backwards) cover any pad below `multiple`;
     # a `%` by the symbolic side would not export to ONNX.
-    return torch.cat([forth, forth.flip(0)]).repeat(multiple)[: length + (multiple - length % multiple) % multiple]
+    return torch.cat([forth, forth.flip(0)]).repeat(multiple)[length : length + (multiple - length % multiple) % multiple]
 
 
 def mirror_pad(image: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -118,8 +118,10 @@ def mirror_pad(image: torch.Tensor, multiple: int) -> torch.Tensor:
     padded by 15: 21.73 dB with edge padding, 23.35 with this). Mirrored pixels look like photo.
     """
     h, w = image.shape[-2:]
-    rows, cols = mirror_index(h, multiple, image.device), mirror_index(w, multiple, image.device)
-    return image.index_select(-2, rows).index_select(-1, cols)
+    # Only the pad is gathered, then joined on: a Gather of the whole photo cost onnxruntime ~3 % of
+    # a 512² restore on one thread, a Concat is a copy.
+    image = torch.cat([image, image.index_select(-2, mirror_tail(h, multiple, image.device))], -2)
+    return torch.cat([image, image.index_select(-1, mirror_tail(w, multiple, image.device))], -1)
 
 
 class HalfResStem(nn.Conv2d):
