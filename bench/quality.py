@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="first N pairs of each validation set (default all; --quick 4)")
     parser.add_argument("--size", type=int, help="longer side at most this (default 0: full size; --quick 256)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-flat-guard", action="store_true", help="the bare network, without the service's guard")
     parser.add_argument("--threads", type=int, default=available_cpus(), help="torch threads")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     return parser
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> Report:
 
     import torch
 
+    from contract.flat_guard import FlatGuard
     from model.checkpoint import load_model
     from training.evaluate import format_report, run_evaluation
 
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> Report:
             no_harm_haze=no_harm[1],
             no_harm_rain=no_harm[2],
             synthetic_v2_streaks=args.data / STREAKS if (args.data / STREAKS).is_dir() else None,
+            flat_guard=None if args.no_flat_guard else FlatGuard(),
         )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{NAME}.json").write_text(json.dumps(results, indent=2))

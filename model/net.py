@@ -106,7 +106,8 @@ def mirror_tail(length: int, multiple: int, device: torch.device) -> torch.Tenso
     forth = torch.arange(length, device=device)
     # `multiple` periods (the side, then the side backwards) cover any pad below `multiple`;
     # a `%` by the symbolic side would not export to ONNX.
-    return torch.cat([forth, forth.flip(0)]).repeat(multiple)[length : length + (multiple - length % multiple) % multiple]
+    pad = (multiple - length % multiple) % multiple
+    return torch.cat([forth, forth.flip(0)]).repeat(multiple)[length : length + pad]
 
 
 def mirror_pad(image: torch.Tensor, multiple: int) -> torch.Tensor:

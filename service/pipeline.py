@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.flat_guard import FlatGuard
 from service import imaging, metrics, tiling
 from service.batcher import Batcher, DeadlineExceeded
 from service.engine import AUTO, Decision, Engine
 from service.settings import Settings
+
+FLAT_GUARD = FlatGuard()  # what evaluation measures too (tap-train evaluate, bench.quality)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ class Pipeline:
                 metrics.TILES_PER_REQUEST.observe(tiles)
                 restored = await self._process(decoded.rgb, decision, deadline, timings, ensemble)
                 ticket.release()
+                if s.flat_guard:
+                    t0 = time.perf_counter()
+                    restored = await asyncio.to_thread(FLAT_GUARD.apply, decoded.rgb, restored)
+                    timings["guard"] = _ms(time.perf_counter() - t0)
                 rgb = await asyncio.to_thread(toward_input, decoded.rgb, restored, strength)
                 metrics.MEGAPIXELS_RESTORED.inc(decoded.width * decoded.height / 1e6)
         t0 = time.perf_counter()

@@ -153,6 +153,7 @@ def cmd_reuse_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from contract.flat_guard import FlatGuard
     from model.checkpoint import load_model
     from training.datasets import parse_sources
     from training.evaluate import run_evaluation
@@ -175,6 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         no_harm_haze=_path(args.no_harm_haze),
         no_harm_rain=_path(args.no_harm_rain),
         synthetic_v2_streaks=Path(args.streaks_dir or trained["streaks_dir"]) if args.synthetic_v2 else None,
+        flat_guard=None if args.no_flat_guard else FlatGuard(),
     )
     report_path = Path(args.out) / "report.md"
     if args.weather_photos:  # auto mode's confusion on the weather-photos dev split (and --real)
@@ -388,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paired", action="append", default=[], help="task=DIR with input/ and target/")
     p.add_argument("--size", type=int, default=0, help="resize longer side to this for speed (0: full size)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-flat-guard",
+        action="store_true",
+        help="measure the bare network, without the service's flat-region guard (contract.flat_guard)",
+    )
     p.add_argument("--json", help="also write the results here")
     p.set_defaults(func=cmd_evaluate)
 

@@ -7,6 +7,7 @@ weather on held-out clean photos (deterministic in the seed) and paired folders.
 report.md, metrics.json and grid.png.
 """
 
+import dataclasses
 import io
 import json
 import logging
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from contract.flat_guard import FlatGuard
 from model.net import TAPNet
 from training import synth
 from training.baselines import dark_channel_prior
@@ -122,10 +124,10 @@ def _tensor(image: np.ndarray, model: TAPNet) -> torch.Tensor:
 
 
 @torch.no_grad()
-def restore(model: TAPNet, lq: np.ndarray, task: int) -> np.ndarray:
-    """Model output under one task's prompt, as a uint8 image."""
-    pred = model(_tensor(lq, model), model.prompt_for([model.tasks[task]]))
-    return quantize(pred[0].permute(1, 2, 0).cpu().numpy())
+def restore(model: TAPNet, lq: np.ndarray, task: int, guard: FlatGuard | None = None) -> np.ndarray:
+    """Model output under one task's prompt, as a uint8 image (through `guard` when given)."""
+    pred = model(_tensor(lq, model), model.prompt_for([model.tasks[task]]))[0].permute(1, 2, 0).cpu().numpy()
+    return quantize(pred if guard is None else guard.apply(lq.astype(np.float32) / 255.0, pred))
 
 
 @torch.no_grad()
@@ -134,27 +136,27 @@ def auto_class(model: TAPNet, image: np.ndarray) -> int:
     return int(model.photo_probabilities(_tensor(image, model)).argmax())
 
 
-def run_methods(model: TAPNet, sample: Sample) -> tuple[dict[str, np.ndarray], int]:
+def run_methods(model: TAPNet, sample: Sample, guard: FlatGuard | None = None) -> tuple[dict[str, np.ndarray], int]:
     """Every method's output for one image, and the class auto mode picked."""
-    given = restore(model, sample.lq, sample.task)
+    given = restore(model, sample.lq, sample.task, guard)
     predicted = auto_class(model, sample.lq)
     if predicted == len(model.tasks):
         auto = sample.lq
     else:
-        auto = given if predicted == sample.task else restore(model, sample.lq, predicted)
+        auto = given if predicted == sample.task else restore(model, sample.lq, predicted, guard)
     outputs = {"input": sample.lq, "given task": given, "auto": auto}
     if model.tasks[sample.task] == HAZE:
         outputs["dark channel prior"] = quantize(dark_channel_prior(sample.lq))
     return outputs, predicted
 
 
-def evaluate_source(model: TAPNet, source: Source, grid: list[GridRow]) -> dict:
+def evaluate_source(model: TAPNet, source: Source, grid: list[GridRow], guard: FlatGuard | None = None) -> dict:
     """Mean metrics per method and auto-mode prediction counts over one source; adds grid rows."""
     scores: dict[str, list[dict[str, float]]] = {}
     predictions = [0] * len(model.classes)
     start = time.perf_counter()
     for i, sample in enumerate(source.samples):
-        outputs, predicted = run_methods(model, sample)
+        outputs, predicted = run_methods(model, sample, guard)
         predictions[predicted] += 1
         for method, pred in outputs.items():
             scores.setdefault(method, []).append(image_metrics(pred, sample.gt))
@@ -228,6 +230,7 @@ def run_evaluation(
     no_harm_haze: Path | None = None,
     no_harm_rain: Path | None = None,
     synthetic_v2_streaks: Path | None = None,
+    flat_guard: FlatGuard | None = None,
 ) -> dict:
     """Evaluate on synthetic validation, paired folders and real photos; write report.md,
     metrics.json, grid.png (and side-by-side previews of the real photos under real/).
@@ -237,6 +240,9 @@ def run_evaluation(
     `synthetic_v2_streaks`: also the same photos under data engine v2's weather (what training now
     draws; its rain composites the rendered streak layers of this folder), as `synthetic-v2/<task>`
     rows; they stay out of the auto-mode confusion, which keeps comparing v1.
+
+    `flat_guard`: every restoration goes through it, as the service's does (`contract.flat_guard`);
+    None measures the bare network.
 
     Puts the model in eval mode. Synthetic validation covers the tasks that have a generator;
     `synthetic_per_task=0` skips it and the auto-mode confusion (clean_dir is then not read).
@@ -273,7 +279,7 @@ def run_evaluation(
     synthetic_names = []
     for source in sources:
         name = unique_name(source.name, datasets)
-        datasets[name] = evaluate_source(model, source, grid)
+        datasets[name] = evaluate_source(model, source, grid, flat_guard)
         if source.origin == "synthetic":
             synthetic_names.append(name)
     results = {
@@ -286,11 +292,12 @@ def run_evaluation(
             "synthetic_crop": SYNTH_CROP,
             "held_out_photos": len(clean),
             "holdout_every": holdout_every,
+            "flat_guard": dataclasses.asdict(flat_guard) if flat_guard is not None else None,
         },
         "datasets": datasets,
         "auto": auto_summary(model, datasets, synthetic_names, clean) if synthetic_names else None,
-        "real": evaluate_real(model, Path(real), size, out_dir / "real") if real is not None else None,
-        "no_harm": evaluate_no_harm(model, size=size, preview_dir=out_dir / "no_harm", **no_harm)
+        "real": evaluate_real(model, Path(real), size, out_dir / "real", flat_guard) if real is not None else None,
+        "no_harm": evaluate_no_harm(model, size=size, preview_dir=out_dir / "no_harm", guard=flat_guard, **no_harm)
         if wants_no_harm
         else None,
     }
@@ -324,6 +331,9 @@ def format_report(results: dict) -> str:
         "",
         f"Tasks: {', '.join(results['tasks'])}. PSNR and SSIM on Y (ITU-R BT.601) of 8-bit images and PSNR on "
         f"RGB, mean over images; images at {resolution}.",
+        "Restorations went through the service's flat-region guard (contract.flat_guard)."
+        if s.get("flat_guard")
+        else "Restorations are the bare network's (no flat-region guard).",
     ]
     if s["synthetic_per_task"] > 0:
         lines.append(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from contract.flat_guard import FlatGuard
 from model.net import CLEAN_CLASS, TAPNet
 from training.datasets import to_tensor
 from training.image_files import fit_longer_side, list_images, read_rgb
@@ -127,7 +128,12 @@ def worst(outcomes: list[Outcome]) -> set[str]:
 
 @torch.no_grad()
 def run_prompts(
-    model: TAPNet, paths: list[Path], prompts: list[str], size: int, preview_dir: Path | None
+    model: TAPNet,
+    paths: list[Path],
+    prompts: list[str],
+    size: int,
+    preview_dir: Path | None,
+    guard: FlatGuard | None = None,
 ) -> dict[str, dict]:
     """Every photo under every prompt (`auto`: the service's decision; clean = the input back)."""
     device = next(model.parameters()).device
@@ -141,7 +147,7 @@ def run_prompts(
                 decision, weights = auto_decision(model, x)
             else:
                 decision, weights = prompt, {prompt: 1.0}
-            pred = lq if decision == CLEAN_CLASS else restore_with(model, x, weights)
+            pred = lq if decision == CLEAN_CLASS else restore_with(model, x, weights, guard)
             outcomes[prompt].append(judge(path.name, lq, pred, decision))
             if preview_dir is not None:
                 kept[(prompt, path.name)] = (lq, pred)
@@ -162,6 +168,7 @@ def evaluate_no_harm(
     rain_dir: Path | None = None,
     size: int = 0,
     preview_dir: Path | None = None,
+    guard: FlatGuard | None = None,
 ) -> dict:
     """Clean in, clean out and the blotch measure on clear photos (dev split, every prompt and
     auto); the blotch measure and brightness change on real haze under `haze` and real rain under
@@ -174,14 +181,14 @@ def evaluate_no_harm(
         clear_previews = Path(preview_dir) / "clear" if preview_dir is not None else None
         results["clear"] = {
             "folder": str(clear_dir),
-            "prompts": run_prompts(model, paths, [*model.tasks, AUTO], size, clear_previews),
+            "prompts": run_prompts(model, paths, [*model.tasks, AUTO], size, clear_previews, guard),
         }
     for group, folder in ((HAZE, haze_dir), (RAIN, rain_dir)):
         if folder is not None and group in model.tasks:
             previews = Path(preview_dir) / group if preview_dir is not None else None
             results[group] = {
                 "folder": str(folder),
-                "prompts": run_prompts(model, list_images(Path(folder)), [group], size, previews),
+                "prompts": run_prompts(model, list_images(Path(folder)), [group], size, previews, guard),
             }
     return results
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contract.flat_guard import FlatGuard
 from model.net import CLEAN_CLASS, TAPNet
 from training.datasets import DataError, list_images, read_rgb, to_tensor
 from training.image_files import fit_longer_side
@@ -55,13 +56,18 @@ def auto_decision(model: TAPNet, x: torch.Tensor) -> tuple[str, dict[str, float]
 
 
 @torch.no_grad()
-def restore_with(model: TAPNet, x: torch.Tensor, weights: dict[str, float]) -> np.ndarray:
-    """Output under a weighted mixture of task prompts (empty weights: the input untouched)."""
+def restore_with(
+    model: TAPNet, x: torch.Tensor, weights: dict[str, float], guard: FlatGuard | None = None
+) -> np.ndarray:
+    """Output under a weighted mixture of task prompts (empty weights: the input untouched),
+    through the service's flat-region guard when one is given."""
+    photo = x[0].permute(1, 2, 0).cpu().numpy()
     if not weights:
-        return quantize(x[0].permute(1, 2, 0).cpu().numpy())
+        return quantize(photo)
     vectors = model.prompt_for(list(weights))
     prompt = (torch.tensor(list(weights.values()), dtype=vectors.dtype)[:, None] * vectors).sum(0, keepdim=True)
-    return quantize(model(x, prompt)[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+    pred = model(x, prompt)[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return quantize(pred if guard is None else guard.apply(photo, pred))
 
 
 def save_preview(path: Path, panels: list[np.ndarray]) -> None:
@@ -71,7 +77,9 @@ def save_preview(path: Path, panels: list[np.ndarray]) -> None:
     Image.fromarray(np.concatenate(small, axis=1)).save(path)
 
 
-def evaluate_real(model: TAPNet, root: Path, size: int = 0, preview_dir: Path | None = None) -> dict:
+def evaluate_real(
+    model: TAPNet, root: Path, size: int = 0, preview_dir: Path | None = None, guard: FlatGuard | None = None
+) -> dict:
     """Auto-mode accuracy and grid scores per folder and over all photos."""
     model.eval()
     device = next(model.parameters()).device
@@ -81,8 +89,8 @@ def evaluate_real(model: TAPNet, root: Path, size: int = 0, preview_dir: Path | 
             rgb = fit_longer_side(read_rgb(path), size)
             x = to_tensor(rgb)[None].to(device)
             decision, weights = auto_decision(model, x)
-            given = rgb if label == CLEAN_CLASS else restore_with(model, x, {label: 1.0})
-            auto = given if weights == {label: 1.0} else restore_with(model, x, weights)
+            given = rgb if label == CLEAN_CLASS else restore_with(model, x, {label: 1.0}, guard)
+            auto = given if weights == {label: 1.0} else restore_with(model, x, weights, guard)
             hit = (decision == CLEAN_CLASS) if label == CLEAN_CLASS else label in weights
             scores = {name: grid_score(img) for name, img in zip(OUTPUTS, (rgb, given, auto), strict=True)}
             photos.append(RealPhoto(label, path, decision, hit, scores))

@@ -14,6 +14,7 @@ from PIL import Image
 from bench.reliability.corpus import BAD_INPUTS, GOOD_ODDITIES
 from bench.reliability.images import decode, encode, png, scene
 from contract.bundle import write_json_atomic, write_prompt
+from contract.flat_guard import FlatGuard
 
 TASKS = ["haze", "rain", "raindrop", "snow"]
 
@@ -186,7 +187,8 @@ def test_tiled_output_matches_the_whole_image(server, tiny_bundle):
     x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None]
     prompt = np.load(tiny_bundle / "prompts" / "rain.npy")[None]
     whole = session.run(None, {"image": x, "prompt": prompt})[0][0].transpose(1, 2, 0)
-    whole = np.round(whole * 255) / 255
+    whole = FlatGuard().apply(rgb.astype(np.float32) / 255, whole)  # the service guards the blended whole
+    whole = np.round(np.clip(whole, 0, 1) * 255) / 255
     diff = np.abs(tiled - whole).max(axis=2)
     # Tile starts on this grid: y in {0, 48, 96} (+64), x in {0, 48, 96, 144} (+64) -> overlap bands.
     seam = np.zeros(diff.shape, bool)
@@ -197,6 +199,35 @@ def test_tiled_output_matches_the_whole_image(server, tiny_bundle):
     assert diff[~seam].max() <= 2 / 255 + 1e-6
     assert diff.max() <= 4 / 255 + 1e-6
     assert diff.mean() < 0.5 / 255
+
+
+def _sky_over_scene(seed: int = 5) -> np.ndarray:
+    """64x64, one tile: a flat grey sky over the lower third of the drawn scene."""
+    rgb = scene(64, 64, seed=seed)
+    rgb[:40] = 200
+    return rgb
+
+
+def test_flat_guard_is_what_the_service_applies_and_a_setting_turns_it_off(server, start_server, tiny_bundle):
+    """The reply is contract.flat_guard applied to the backbone's output (on by default), and the
+    bare output with TAP_FLAT_GUARD=false; the untrained tiny network paints structure into the
+    sky, which the guard takes out."""
+    rgb = _sky_over_scene()
+    session = ort.InferenceSession(str(tiny_bundle / "backbone.onnx"), providers=["CPUExecutionProvider"])
+    prompt = np.load(tiny_bundle / "prompts" / "rain.npy")[None]
+    photo = rgb.astype(np.float32) / 255
+    bare = session.run(None, {"image": photo.transpose(2, 0, 1)[None], "prompt": prompt})[0][0].transpose(1, 2, 0)
+    guarded = FlatGuard().apply(photo, bare)
+
+    def levels(image: np.ndarray) -> np.ndarray:
+        return np.round(np.clip(image, 0, 1) * 255) / 255
+
+    on, _ = _restore_json(server, rgb)
+    off, _ = _restore_json(start_server(tiny_bundle, flat_guard=False), rgb)
+    assert np.abs(on - levels(guarded)).max() <= 1 / 255 + 1e-6
+    assert np.abs(off - levels(bare)).max() <= 1 / 255 + 1e-6
+    sky = (slice(0, 12), slice(0, 64))  # its windows (33 px) stay inside the sky
+    assert off[sky].std(axis=(0, 1)).max() > 2 * on[sky].std(axis=(0, 1)).max()
 
 
 def _restore_json(srv, rgb: np.ndarray, **fields) -> tuple[np.ndarray, dict]:

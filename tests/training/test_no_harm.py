@@ -1,5 +1,6 @@
 """The do-no-harm section of `tap-train evaluate`: clean in, clean out and the blotch measure."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract.flat_guard import FlatGuard
 from model.checkpoint import save_weights
 from tests.conftest import make_tiny_model
 from tests.training.test_metrics import sky_over_scene
@@ -81,7 +83,8 @@ def test_numbers_match_direct_computation(evaluated, folders) -> None:
     model = load_model(ckpt)[0].eval()
     name = next(p.name for p in sorted(folders["clear"].iterdir()) if is_dev(p.name))
     lq = np.asarray(Image.open(folders["clear"] / name).convert("RGB"))
-    pred = restore_with(model, to_tensor(lq)[None], {"snow": 1.0})
+    pred = restore_with(model, to_tensor(lq)[None], {"snow": 1.0}, FlatGuard())  # the CLI guards, as the service
+    assert results["settings"]["flat_guard"] == dataclasses.asdict(FlatGuard())
     got = results["no_harm"]["clear"]["prompts"]["snow"]["photos"][name]
     assert got["psnr_rgb"] == pytest.approx(psnr(pred, lq))
     assert got["blotch"] == pytest.approx(flat_structure(lq, pred).score)

@@ -1,0 +1,111 @@
+"""The flat-region guard: where the photo is flat, the restoration may only be a local contrast
+stretch of it (a local affine function of the photo's luma), never new structure.
+
+Why: the network paints dark or brown blotches into smooth skies and dense haze (issue 30), where
+the photo holds nothing to restore. The haze model itself is locally affine, J = (I - A) / t + A
+with t smooth, so dehazing a flat region is a local stretch and loses nothing under the guard;
+rain and snow leave a region non-flat (their streaks and flakes are structure), so their
+restorations pass through untouched. It is He et al.'s guided filter with the photo as the guide,
+fitted at a working resolution (its coefficients are smooth, so they are upsampled: the "fast"
+guided filter) and blended in by a mask of the photo's flatness. Training and serving both apply
+it, so evaluation measures what users get. Its reach is its window: structure up to ~1/16 of the
+longer side goes; a blotch much larger than that is softened, its smooth core kept.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+BAND_ROWS = 256
+Y_LEVELS = 219.0  # luma span in grey levels (BT.601 16..235), the unit of the blotch measure
+
+
+@dataclass(frozen=True)
+class FlatGuard:
+    working_side: int = 512  # coefficients and mask are fitted with the longer side near this
+    radius: int = 16  # box radius at the working resolution (a 33-px window, the blotch measure's largest)
+    flat_std: float = 3.0  # grey levels: at or below this local std of the photo's luma, fully guarded
+    textured_std: float = 6.0  # at or above this, the restoration is kept as it is
+    eps_levels: float = 2.0  # the guided filter's regulariser, as a std in grey levels
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.flat_std < self.textured_std:
+            raise ValueError(f"need 0 <= flat_std < textured_std, got {self.flat_std} and {self.textured_std}")
+        if self.working_side < 2 * self.radius + 1 or self.radius < 1:
+            raise ValueError(f"working_side {self.working_side} must hold a window of radius {self.radius} >= 1")
+
+    def factor(self, height: int, width: int) -> int:
+        """Block size that brings the longer side down to about `working_side` (1: no downscaling)."""
+        return max(1, round(max(height, width) / self.working_side))
+
+    def apply(self, photo: np.ndarray, restored: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float32 0..1 photo and its restoration -> the guarded restoration (float32 0..1)."""
+        if photo.shape != restored.shape or photo.ndim != 3 or photo.shape[2] != 3:
+            raise ValueError(f"need two (H, W, 3) images of one shape, got {photo.shape} and {restored.shape}")
+        height, width = photo.shape[:2]
+        f = self.factor(height, width)
+        luma = photo @ LUMA
+        y, p = block_mean(luma, f).astype(np.float64), block_mean(restored, f).astype(np.float64)
+        r = min(self.radius, (min(y.shape) - 1) // 2)
+        if r < 1:  # too small to have flat regions worth a window
+            return restored
+        mean_y = box_mean(y, r)
+        var_y = np.maximum(box_mean(y * y, r) - mean_y**2, 0.0)
+        std_levels = np.sqrt(var_y) * Y_LEVELS
+        mask = np.clip((self.textured_std - std_levels) / (self.textured_std - self.flat_std), 0.0, 1.0)
+        if not mask.any():
+            return restored
+        mean_p = box_mean(p, r)
+        cov = box_mean(y[..., None] * p, r) - mean_y[..., None] * mean_p
+        a = cov / (var_y[..., None] + (self.eps_levels / Y_LEVELS) ** 2)
+        b = mean_p - a * mean_y[..., None]
+        low = (box_mean(a, r).astype(np.float32), box_mean(b, r).astype(np.float32), mask.astype(np.float32))
+        out = np.empty_like(restored, dtype=np.float32)
+        for top in range(0, height, BAND_ROWS):  # full-resolution work in bands: bounded memory at 40 MP
+            rows = np.arange(top, min(top + BAND_ROWS, height))
+            a_up, b_up, m_up = (upsample(v, f, rows, width) for v in low)
+            stretched = a_up * luma[rows, :, None] + b_up
+            out[rows] = restored[rows] + m_up[..., None] * (stretched - restored[rows])
+        return out
+
+
+def block_mean(image: np.ndarray, f: int) -> np.ndarray:
+    """Mean over f x f blocks (the last row and column of blocks padded with edge pixels)."""
+    if f == 1:
+        return image
+    h, w = image.shape[:2]
+    ph, pw = -h % f, -w % f
+    pad = ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2)
+    padded = np.pad(image, pad, mode="edge")
+    shape = (padded.shape[0] // f, f, padded.shape[1] // f, f, *image.shape[2:])
+    return padded.reshape(shape).mean(axis=(1, 3))
+
+
+def box_mean(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r + 1)^2 window centred on each pixel (edges reflected); same shape as `a`."""
+    k = 2 * r + 1
+    extra = ((0, 0),) * (a.ndim - 2)
+    p = np.pad(a, ((r, r), (r, r)) + extra, mode="reflect")
+    c = np.cumsum(np.cumsum(np.pad(p, ((1, 0), (1, 0)) + extra), axis=0), axis=1)
+    h, w = a.shape[:2]
+    return (c[k : k + h, k : k + w] - c[:h, k : k + w] - c[k : k + h, :w] + c[:h, :w]) / (k * k)
+
+
+def upsample(low: np.ndarray, f: int, rows: np.ndarray, width: int) -> np.ndarray:
+    """Rows `rows` of the bilinear upsampling of a block-mean map back to full resolution (`width`
+    columns): each low-res value sits at its block's centre, edges held."""
+    if f == 1:
+        return low[rows, :width]
+
+    def weights(index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = np.clip((index.astype(np.float32) + 0.5) / f - 0.5, 0, size - 1)
+        lo = np.floor(pos).astype(np.int64)
+        return lo, np.minimum(lo + 1, size - 1), (pos - lo).astype(np.float32)
+
+    r0, r1, wr = weights(rows, low.shape[0])
+    c0, c1, wc = weights(np.arange(width), low.shape[1])
+    extra = (None,) * (low.ndim - 2)
+    wr, wc = wr[(slice(None), None, *extra)], wc[(None, slice(None), *extra)]
+    band = low[r0] * (1 - wr) + low[r1] * wr
+    return band[:, c0] * (1 - wc) + band[:, c1] * wc
