@@ -1,5 +1,5 @@
 """The flat-region guard: where the photo is flat, the restoration may only be a local contrast
-stretch of it (a local affine function of the photo's luma), never new structure.
+stretch of it (a local affine function of the photo, channel by channel), never new structure.
 
 Why: the network paints dark or brown blotches into smooth skies and dense haze (issue 30), where
 the photo holds nothing to restore. The haze model itself is locally affine, J = (I - A) / t + A
@@ -25,8 +25,8 @@ Y_LEVELS = 219.0  # luma span in grey levels (BT.601 16..235), the unit of the b
 class FlatGuard:
     working_side: int = 512  # coefficients and mask are fitted with the longer side near this
     radius: int = 16  # box radius at the working resolution (a 33-px window, the blotch measure's largest)
-    flat_std: float = 3.0  # grey levels: at or below this local std of the photo's luma, fully guarded
-    textured_std: float = 6.0  # at or above this, the restoration is kept as it is
+    flat_std: float = 4.0  # grey levels: at or below this local std of the photo's luma, fully guarded
+    textured_std: float = 14.0  # at or above this, the restoration is kept as it is
     eps_levels: float = 2.0  # the guided filter's regulariser, as a std in grey levels
 
     def __post_init__(self) -> None:
@@ -45,27 +45,32 @@ class FlatGuard:
             raise ValueError(f"need two (H, W, 3) images of one shape, got {photo.shape} and {restored.shape}")
         height, width = photo.shape[:2]
         f = self.factor(height, width)
-        luma = photo @ LUMA
-        y, p = block_mean(luma, f).astype(np.float64), block_mean(restored, f).astype(np.float64)
-        r = min(self.radius, (min(y.shape) - 1) // 2)
+        guide, p = block_mean(photo, f).astype(np.float64), block_mean(restored, f).astype(np.float64)
+        luma = guide @ LUMA.astype(np.float64)
+        r = min(self.radius, (min(luma.shape) - 1) // 2)
         if r < 1:  # too small to have flat regions worth a window
             return restored
-        mean_y = box_mean(y, r)
-        var_y = np.maximum(box_mean(y * y, r) - mean_y**2, 0.0)
-        std_levels = np.sqrt(var_y) * Y_LEVELS
+        mean_y = box_mean(luma, r)
+        std_levels = np.sqrt(np.maximum(box_mean(luma * luma, r) - mean_y**2, 0.0)) * Y_LEVELS
         mask = np.clip((self.textured_std - std_levels) / (self.textured_std - self.flat_std), 0.0, 1.0)
         if not mask.any():
             return restored
-        mean_p = box_mean(p, r)
-        cov = box_mean(y[..., None] * p, r) - mean_y[..., None] * mean_p
-        a = cov / (var_y[..., None] + (self.eps_levels / Y_LEVELS) ** 2)
-        b = mean_p - a * mean_y[..., None]
+        # Each output channel fitted on the same channel of the photo: a per-channel stretch is what
+        # dehazing is (J = (I - A) / t + A), and the photo's own colour survives an identity.
+        mean_i, mean_p = box_mean(guide, r), box_mean(p, r)
+        var_i = np.maximum(box_mean(guide * guide, r) - mean_i**2, 0.0)
+        a = (box_mean(guide * p, r) - mean_i * mean_p) / (var_i + (self.eps_levels / Y_LEVELS) ** 2)
+        b = mean_p - a * mean_i
         low = (box_mean(a, r).astype(np.float32), box_mean(b, r).astype(np.float32), mask.astype(np.float32))
         out = np.empty_like(restored, dtype=np.float32)
         for top in range(0, height, BAND_ROWS):  # full-resolution work in bands: bounded memory at 40 MP
             rows = np.arange(top, min(top + BAND_ROWS, height))
-            a_up, b_up, m_up = (upsample(v, f, rows, width) for v in low)
-            stretched = a_up * luma[rows, :, None] + b_up
+            m_up = upsample(low[2], f, rows, width)
+            if not m_up.any():  # no flat pixel in this band: nothing to fit
+                out[rows] = restored[rows]
+                continue
+            a_up, b_up = (upsample(v, f, rows, width) for v in low[:2])
+            stretched = a_up * photo[rows] + b_up
             out[rows] = restored[rows] + m_up[..., None] * (stretched - restored[rows])
         return out
 

@@ -112,8 +112,9 @@ def save_preview(path: Path, lq: np.ndarray, pred: np.ndarray, box: tuple[int, i
     for image, outline in ((lq, False), (pred, True)):
         img = Image.fromarray(image)
         if outline and box is not None:
-            top, left, bottom, right = box
-            ImageDraw.Draw(img).rectangle((left, top, right - 1, bottom - 1), outline=(255, 0, 255), width=3)
+            top, left, bottom, right = box  # a block on the last row or column may round to one pixel
+            corners = (left, top, max(left, right - 1), max(top, bottom - 1))
+            ImageDraw.Draw(img).rectangle(corners, outline=(255, 0, 255), width=3)
         panels.append(fit_longer_side(np.asarray(img), PREVIEW_SIDE))
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(panels, axis=1)).save(path)

@@ -215,3 +215,18 @@ def test_quality_bench_reports_the_do_no_harm_section(tiny: list[str], tmp_path:
     assert "blotch worst" in report.headlines[1]
     assert not list(out.glob("**/*.png"))  # previews show dataset photos: never kept by the bench
     assert "| synthetic-v2/raindrop | raindrop |" in text  # v2's weather beside v1's
+
+
+def test_flat_guard_bench_times_the_guard_against_the_backbone(tiny: list[str], tmp_path: Path) -> None:
+    from bench import flat_guard
+
+    bundle = tiny[tiny.index("--bundle") + 1]
+    flat_guard.main(["--bundle", bundle, "--sizes", "96x64,160x120", "--repeats", "1", "--out-dir", str(tmp_path)])
+    header, rows = table((tmp_path / "flat_guard.md").read_text(), "step")
+    assert header == ["step", "photo", "s", "s per MP", "vs backbone"]
+    assert [r[:2] for r in rows] == [
+        ["backbone (service engine, whole photo)", "96x64"],
+        ["flat-region guard", "96x64"],
+        ["flat-region guard", "160x120"],
+    ]
+    assert float(rows[1][4]) > 0 and rows[2][4] == "–"

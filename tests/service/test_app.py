@@ -238,8 +238,9 @@ def _restore_json(srv, rgb: np.ndarray, **fields) -> tuple[np.ndarray, dict]:
 
 
 def test_flip_ensemble_averages_the_photo_and_its_mirror(server, tiny_bundle):
-    """ensemble=true: mean of f(x) and mirror(f(mirror(x))), one backbone item each, so the
-    reply is exactly as mirror-symmetric as that mean is."""
+    """ensemble=true: mean of f(x) and mirror(f(mirror(x))), one backbone item each, then the
+    flat-region guard (mirror-symmetric too), so the reply is exactly as mirror-symmetric as that
+    mean is."""
     rgb = scene(48, 64, seed=3)  # fits one 64-px tile
     plain, body_plain = _restore_json(server, rgb)
     both, body_both = _restore_json(server, rgb, ensemble="true")
@@ -249,7 +250,8 @@ def test_flip_ensemble_averages_the_photo_and_its_mirror(server, tiny_bundle):
     x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None]
     own = session.run(None, {"image": x, "prompt": prompt})[0][0]
     mirrored = session.run(None, {"image": np.ascontiguousarray(x[..., ::-1]), "prompt": prompt})[0][0][..., ::-1]
-    expected = np.round(np.clip((own + mirrored) / 2, 0, 1).transpose(1, 2, 0) * 255) / 255
+    mean = ((own + mirrored) / 2).transpose(1, 2, 0)
+    expected = np.round(np.clip(FlatGuard().apply(rgb.astype(np.float32) / 255, mean), 0, 1) * 255) / 255
     assert np.abs(both - expected).max() <= 1 / 255 + 1e-6  # the 8-bit rounding of the mean
     assert np.abs(both - plain).max() > 2 / 255  # the untrained network is far from mirror-equivariant
     mirror_of_reply, _ = _restore_json(server, np.ascontiguousarray(rgb[:, ::-1]), ensemble="true")

@@ -16,7 +16,7 @@ from tests.training.test_metrics import sky_over_scene
 from training.cli import main
 from training.datasets import to_tensor
 from training.metrics import fine_structure_change, flat_structure, psnr, rgb_to_y
-from training.no_harm import AUTO, WORST_PREVIEWS
+from training.no_harm import AUTO, WORST_PREVIEWS, save_preview
 from training.real_photos import restore_with
 from training.weather_photos import is_dev
 
@@ -101,3 +101,10 @@ def test_previews_of_the_worst_photos_only(evaluated) -> None:
         assert len(saved) <= min(d["n"], 2 * WORST_PREVIEWS)
         preview = Image.open(next((out / "no_harm" / "clear" / prompt).iterdir()))
         assert preview.size == (2 * W, H)  # input | output
+
+
+def test_preview_outlines_a_block_that_rounded_to_one_pixel(tmp_path: Path) -> None:
+    """The last row of blocks can be one working pixel tall, which rounds to an empty box."""
+    lq = np.full((40, 60, 3), 128, np.uint8)
+    save_preview(tmp_path / "p.png", lq, lq, (39, 10, 39, 30))
+    assert Image.open(tmp_path / "p.png").size == (120, 40)
