@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     default_strength: float = Field(1.0, ge=0, le=1)
     # Where the photo is flat (a clear sky, dense haze), the restoration may only be a local
     # contrast stretch of it (contract.flat_guard): no blotches painted in. On tap-default-20261204.3
-    # it took the worst blotch on clear dev photos under rain/snow from 3.8/3.1 to 1.4/1.2 and
-    # changed no validation set by more than +0.05 dB (bench/results/quality.md).
+    # it took the worst blotch on clear dev photos under rain/snow from 3.8/3.1 to 1.4/1.3, real
+    # haze's from 146 to 50, and SOTS-indoor-dev up 0.16 dB, the other sets within 0.02
+    # (bench/results/quality.md against bench/results/before-flat-guard/).
     flat_guard: bool = True
 
     @field_validator("cors_origins", mode="before")

@@ -34,7 +34,7 @@ def test_contract_imports_only_the_standard_library_and_numpy():
     extra = {f: names - allowed for f, names in imported_modules("contract").items() if names - allowed}
     assert not extra, f"contract/ must stay light: {extra}"
     code = (
-        "import sys, contract.bundle, contract.classifier_view, contract.auto_rule; "
+        "import sys, contract.bundle, contract.classifier_view, contract.auto_rule, contract.flat_guard; "
         "print(sorted(m for m in ('torch', 'onnxruntime', 'service') if m in sys.modules))"
     )
     run = {"capture_output": True, "text": True, "timeout": 120, "check": True, "cwd": ROOT}
