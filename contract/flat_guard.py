@@ -7,8 +7,8 @@ with t smooth, so dehazing a flat region is a local stretch and loses nothing un
 rain and snow leave a region non-flat (their streaks and flakes are structure), so their
 restorations pass through untouched. It is He et al.'s guided filter with the photo as the guide,
 fitted at a working resolution (its coefficients are smooth, so they are upsampled: the "fast"
-guided filter) and blended in by a mask of the photo's flatness. Training and serving both apply
-it, so evaluation measures what users get. Its reach is its window: structure up to ~1/16 of the
+guided filter) and blended in by a mask of the photo's flatness. The service applies it to the
+whole blended photo and evaluation applies it too, so the reported numbers are what users get. Its reach is its window: structure up to ~1/16 of the
 longer side goes; a blotch much larger than that is softened, its smooth core kept.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-BAND_ROWS = 256
+BAND_ROWS = 256  # full-resolution rows per step: memory stays bounded on a 40-MP photo
 Y_LEVELS = 219.0  # luma span in grey levels (BT.601 16..235), the unit of the blotch measure
 
 
@@ -63,7 +63,7 @@ class FlatGuard:
         b = mean_p - a * mean_i
         low = (box_mean(a, r).astype(np.float32), box_mean(b, r).astype(np.float32), mask.astype(np.float32))
         out = np.empty_like(restored, dtype=np.float32)
-        for top in range(0, height, BAND_ROWS):  # full-resolution work in bands: bounded memory at 40 MP
+        for top in range(0, height, BAND_ROWS):
             rows = np.arange(top, min(top + BAND_ROWS, height))
             m_up = upsample(low[2], f, rows, width)
             if not m_up.any():  # no flat pixel in this band: nothing to fit
