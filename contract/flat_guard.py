@@ -8,8 +8,9 @@ rain and snow leave a region non-flat (their streaks and flakes are structure), 
 restorations pass through untouched. It is He et al.'s guided filter with the photo as the guide,
 fitted at a working resolution (its coefficients are smooth, so they are upsampled: the "fast"
 guided filter) and blended in by a mask of the photo's flatness. The service applies it to the
-whole blended photo and evaluation applies it too, so the reported numbers are what users get. Its reach is its window: structure up to ~1/16 of the
-longer side goes; a blotch much larger than that is softened, its smooth core kept.
+whole blended photo and evaluation applies it too, so the reported numbers are what users get.
+Its reach is its window: structure up to ~1/16 of the longer side goes; a blotch much larger than
+that is softened, its smooth core kept.
 """
 
 from dataclasses import dataclass
