@@ -46,8 +46,12 @@ class FlatGuard:
             raise ValueError(f"need two (H, W, 3) images of one shape, got {photo.shape} and {restored.shape}")
         height, width = photo.shape[:2]
         f = self.factor(height, width)
-        guide, p = block_mean(photo, f).astype(np.float64), block_mean(restored, f).astype(np.float64)
-        luma = guide @ LUMA.astype(np.float64)
+        # float32 throughout, on values centred per channel: the box sums stay small, so float32
+        # keeps the variances of a flat sky exact enough, at half the memory of float64.
+        guide, p = block_mean(photo, f), block_mean(restored, f)
+        guide_offset, p_offset = guide.mean(axis=(0, 1)), p.mean(axis=(0, 1))
+        guide, p = guide - guide_offset, p - p_offset
+        luma = guide @ LUMA
         r = min(self.radius, (min(luma.shape) - 1) // 2)
         if r < 1:  # too small to have flat regions worth a window
             return restored
@@ -60,9 +64,9 @@ class FlatGuard:
         # dehazing is (J = (I - A) / t + A), and the photo's own colour survives an identity.
         mean_i, mean_p = box_mean(guide, r), box_mean(p, r)
         var_i = np.maximum(box_mean(guide * guide, r) - mean_i**2, 0.0)
-        a = (box_mean(guide * p, r) - mean_i * mean_p) / (var_i + (self.eps_levels / Y_LEVELS) ** 2)
-        b = mean_p - a * mean_i
-        low = (box_mean(a, r).astype(np.float32), box_mean(b, r).astype(np.float32), mask.astype(np.float32))
+        a = (box_mean(guide * p, r) - mean_i * mean_p) / (var_i + np.float32(self.eps_levels / Y_LEVELS) ** 2)
+        b = mean_p + p_offset - a * (mean_i + guide_offset)
+        low = (box_mean(a, r), box_mean(b, r), mask.astype(np.float32))
         out = np.empty_like(restored, dtype=np.float32)
         for top in range(0, height, BAND_ROWS):
             rows = np.arange(top, min(top + BAND_ROWS, height))
@@ -89,13 +93,20 @@ def block_mean(image: np.ndarray, f: int) -> np.ndarray:
 
 
 def box_mean(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r + 1)^2 window centred on each pixel (edges reflected); same shape as `a`."""
+    """Mean over a (2r + 1)^2 window centred on each pixel (edges reflected); same shape and dtype as `a`."""
     k = 2 * r + 1
     extra = ((0, 0),) * (a.ndim - 2)
-    p = np.pad(a, ((r, r), (r, r)) + extra, mode="reflect")
-    c = np.cumsum(np.cumsum(np.pad(p, ((1, 0), (1, 0)) + extra), axis=0), axis=1)
+    c = np.pad(a, ((r + 1, r), (r + 1, r)) + extra, mode="reflect")
+    c[0] = 0
+    c[:, 0] = 0
+    np.cumsum(c, axis=0, out=c)
+    np.cumsum(c, axis=1, out=c)
     h, w = a.shape[:2]
-    return (c[k : k + h, k : k + w] - c[:h, k : k + w] - c[k : k + h, :w] + c[:h, :w]) / (k * k)
+    out = c[k : k + h, k : k + w] - c[:h, k : k + w]
+    out -= c[k : k + h, :w]
+    out += c[:h, :w]
+    out *= np.asarray(1.0 / (k * k), a.dtype)
+    return out
 
 
 def upsample(low: np.ndarray, f: int, rows: np.ndarray, width: int) -> np.ndarray:
