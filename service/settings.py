@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     warmup: bool = True
     default_quality: int = Field(90, ge=1, le=100)
     # Requests that don't say: also restore each tile's mirror image and average the two
-    # (`ensemble` on POST /restore). +0.06-0.26 dB PSNR-Y on every validation set for twice the
+    # (`ensemble` on POST /restore). +0.12-0.39 dB PSNR-Y on every validation set for twice the
     # backbone work (bench/results/flip_ensemble.md).
     flip_ensemble: bool = False
     # Requests that don't say: how far the output moves from the photo toward the restoration
