@@ -66,15 +66,15 @@ class FlatGuard:
         var_i = np.maximum(box_mean(guide * guide, r) - mean_i**2, 0.0)
         a = (box_mean(guide * p, r) - mean_i * mean_p) / (var_i + np.float32(self.eps_levels / Y_LEVELS) ** 2)
         b = mean_p + p_offset - a * (mean_i + guide_offset)
-        low = (box_mean(a, r), box_mean(b, r), mask.astype(np.float32))
+        a, b, mask = box_mean(a, r), box_mean(b, r), mask.astype(np.float32)
         out = np.empty_like(restored, dtype=np.float32)
         for top in range(0, height, BAND_ROWS):
             rows = np.arange(top, min(top + BAND_ROWS, height))
-            m_up = upsample(low[2], f, rows, width)
+            m_up = upsample(mask, f, rows, width)
             if not m_up.any():  # no flat pixel in this band: nothing to fit
                 out[rows] = restored[rows]
                 continue
-            a_up, b_up = (upsample(v, f, rows, width) for v in low[:2])
+            a_up, b_up = upsample(a, f, rows, width), upsample(b, f, rows, width)
             stretched = a_up * photo[rows] + b_up
             out[rows] = restored[rows] + m_up[..., None] * (stretched - restored[rows])
         return out

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.flat_guard import box_mean
+
 Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0  # BT.601 on a 0..255 scale, offset 16
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -142,12 +144,8 @@ class FlatStructure:
 
 
 def _box_mean(a: np.ndarray, k: int) -> np.ndarray:
-    """Mean over a k x k window centred on each pixel (edges reflected); same shape as `a`."""
-    r = k // 2
-    p = np.pad(a, r, mode="reflect")
-    c = np.cumsum(np.cumsum(np.pad(p, ((1, 0), (1, 0))), axis=0), axis=1)
-    h, w = a.shape
-    return (c[k : k + h, k : k + w] - c[:h, k : k + w] - c[k : k + h, :w] + c[:h, :w]) / (k * k)
+    """Mean over a k x k window (k odd) centred on each pixel (edges reflected): the guard's filter."""
+    return box_mean(a, k // 2)
 
 
 def _working_luma(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
