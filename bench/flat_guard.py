@@ -32,7 +32,7 @@ from bench.common import (
 from contract.flat_guard import FlatGuard
 
 NAME = "flat_guard"
-SIZES = "1152x864,3000x2000,4000x3000"  # the first is also restored by the backbone
+SIZES = "1152x864,640x480,3000x2000,4000x3000"  # the first is also restored by the backbone
 
 
 def sky_photo(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -4,7 +4,7 @@ brightness stay, any size works."""
 import numpy as np
 import pytest
 
-from contract.flat_guard import BAND_ROWS, FlatGuard, block_mean, box_mean, upsample
+from contract.flat_guard import BAND_ROWS, FlatGuard, block_mean, box_mean, heighten, widen
 from training.metrics import flat_structure, quantize
 
 
@@ -80,8 +80,27 @@ def test_helpers_are_exact_on_constants_and_shapes():
     assert block_mean(a, 4).shape == (3, 4, 3) and np.allclose(block_mean(a, 4), 0.25)
     assert np.allclose(box_mean(a.astype(np.float64), 3), 0.25)
     low = np.arange(12, dtype=np.float32).reshape(3, 4)
-    up = upsample(low, 4, np.arange(10), 13)
+    up = heighten(widen(low, 4, 13), 4, np.arange(10))
     assert up.shape == (10, 13) and up.min() >= low.min() and up.max() <= low.max()
+
+
+def test_helpers_match_their_plain_definitions():
+    """The fast forms (row sums, row-by-row cumulative sums, interpolation by whole rows) against
+    the definitions written out: block means of edge-padded blocks, window means over a reflected
+    border, and bilinear weights at each block's centre with edges held."""
+    rng = np.random.default_rng(3)
+    image = rng.random((23, 30, 3), dtype=np.float32)
+    padded = np.pad(image, ((0, 1), (0, 2), (0, 0)), mode="edge")  # 24 x 32: whole 4 x 4 blocks
+    assert np.allclose(block_mean(image, 4), padded.reshape(6, 4, 8, 4, 3).mean(axis=(1, 3)), atol=1e-6)
+    r = 3
+    reflected = np.pad(image, ((r, r), (r, r), (0, 0)), mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(reflected, (2 * r + 1, 2 * r + 1), axis=(0, 1))
+    assert np.allclose(box_mean(image, r), windows.mean(axis=(-2, -1)), atol=1e-6)
+    low, f = rng.random((5, 7), dtype=np.float32), 3
+    centres_y, centres_x = np.arange(5) * f + (f - 1) / 2, np.arange(7) * f + (f - 1) / 2
+    rows_first = np.stack([np.interp(np.arange(20), centres_x, row) for row in low])
+    expected = np.stack([np.interp(np.arange(14), centres_y, col) for col in rows_first.T], axis=1)
+    assert np.allclose(heighten(widen(low, f, 20), f, np.arange(14)), expected, atol=1e-6)
 
 
 def test_bad_inputs_are_refused():
