@@ -163,21 +163,28 @@ def _scaled(conv: nn.Conv2d, scale: nn.Parameter) -> nn.Conv2d:
 
 
 class ConvChannelNorm(nn.Module):
-    """Layer norm over channels, without affine, with the channel means written as 1x1 convs.
+    """Layer norm over channels, without affine, in ops that keep onnxruntime's fast paths.
 
-    A LayerNormalization node over channels needs a transpose to channels-last and back around
-    it; a C -> 1 conv with weights 1/C (a GEMV) computes the same mean in the conv layout, and
-    the rest is elementwise with a 1-channel broadcast.
+    A LayerNormalization node over channels needs a transpose to channels-last and back around it.
+    Here the channel mean is a C -> 1 conv with weights -1/C (a GEMV in the conv layout) added
+    with a 1-channel broadcast: in INT8 its equal weights quantize exactly and the add stays a
+    QLinearAdd (onnxruntime has no quantized Sub). The variance is the channel mean of the squares
+    as a (1, C) x (C, H*W) MatMul: a conv there needed its input reordered to the blocked layout
+    first, once per norm (bench/results/cpu_fast_path.md), and INT8 keeps it fp32 (8 bits cannot
+    span a variance's range).
     """
 
     def __init__(self, channels: int, eps: float) -> None:
         super().__init__()
-        self.register_buffer("average", torch.full((1, channels, 1, 1), 1.0 / channels))
+        self.register_buffer("negative_average", torch.full((1, channels, 1, 1), -1.0 / channels))
+        self.register_buffer("average_row", torch.full((1, channels), 1.0 / channels))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centered = x - F.conv2d(x, self.average)  # (N, C, H, W) - (N, 1, H, W)
-        var = F.conv2d(centered * centered, self.average)  # (N, 1, H, W)
+        n, c, h, w = x.shape
+        centered = x + F.conv2d(x, self.negative_average)  # (N, C, H, W) + (N, 1, H, W)
+        squares = (centered * centered).reshape(n, c, h * w)
+        var = torch.matmul(self.average_row, squares).reshape(n, 1, h, w)
         return centered * torch.rsqrt(var + self.eps)
 
 

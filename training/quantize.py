@@ -124,14 +124,14 @@ class PromptedCrops(CalibrationDataReader):
 
 
 def kept_fp32(model_path: Path) -> list[str]:
-    """Nodes that stay fp32: the first and the last conv (image in, residual out), the channel
-    norms' averaging convs and their `variance + eps` (8 bits cannot span a variance's range)."""
+    """Nodes that stay fp32: the first and the last conv (image in, residual out) and the channel
+    norms' `variance + eps` (8 bits cannot span a variance's range; the variance itself is a
+    MatMul, an op type left fp32)."""
     nodes = onnx.load(str(model_path)).graph.node
     convs = [n for n in nodes if n.op_type == "Conv"]
     sqrt_inputs = {n.input[0] for n in nodes if n.op_type == "Sqrt"}
-    averaging = [n.name for n in convs if n.input[1].endswith(".average")]
     eps = [n.name for n in nodes if n.op_type == "Add" and n.output[0] in sqrt_inputs]
-    return [convs[0].name, convs[-1].name, *averaging, *eps]
+    return [convs[0].name, convs[-1].name, *eps]
 
 
 def quantize_backbone(fp32: Path, out: Path, crops: list[np.ndarray], prompts: np.ndarray, reduce_range: bool) -> None:
@@ -214,7 +214,7 @@ def quantize_bundle(bundle: Path, job: Int8Job) -> dict:
         "source": {"file": manifest["backbone"]["file"], "sha256": manifest["files"][manifest["backbone"]["file"]]},
         "choice": "backbone_int8 on CPUs with VNNI or AMX, backbone_int8_rr elsewhere (service.cpu_features)",
         "quantized_ops": list(QUANTIZED_OPS),
-        "kept_fp32": "first and last conv, the channel norms' averaging convs and variance + eps, other op types",
+        "kept_fp32": "first and last conv, the channel norms' variance (MatMul) and variance + eps, other op types",
         "calibration": job.calibration.describe(tasks),
     }
     write_json_atomic(bundle / MANIFEST, manifest)

@@ -53,6 +53,10 @@ def test_first_and_last_conv_and_the_norm_variances_stay_fp32(tiny_int8_bundle):
             assert not any(producers.get(i) and producers[i].op_type == "DequantizeLinear" for i in node.input), name
     quantized = [n for n in graph.node if n.op_type == "Conv" and producers.get(n.input[1]) is not None]
     assert len(quantized) > len(kept)
+    # The norms' mean convs (equal weights: exact in 8 bits) are quantized; their variances are fp32 MatMuls.
+    means = [n for n in quantized if producers[n.input[1]].input[0].endswith("negative_average_quantized")]
+    assert means and all(producers[n.input[1]].op_type == "DequantizeLinear" for n in means)
+    assert {n.op_type for n in graph.node if n.op_type.startswith("MatMul")} == {"MatMul"}
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
     assert set(QUANTIZED_OPS) >= {"Conv"}
 
