@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> Report:
         f"## Where onnxruntime's time goes ({label}, one profiled run: {run_ms:.0f} ms, {node_ms:.0f} ms in nodes)",
         "",
         "Reorder* ops convert between NCHW and the NCHWc blocked layout that ORT's x86 conv kernels use; "
-        "ReduceMean over the channel axis comes from LayerNorm2d.",
+        "the channel norms are a C→1 conv, a broadcast Add and a MatMul (model.blocks.ConvChannelNorm).",
         "",
         md_table(["op type", "ms", "share of node time", "nodes"], op_rows),
         "",

@@ -108,3 +108,38 @@ def test_bad_inputs_are_refused():
         FlatGuard().apply(np.zeros((8, 8, 3), np.float32), np.zeros((8, 9, 3), np.float32))
     with pytest.raises(ValueError, match="flat_std"):
         FlatGuard(flat_std=6.0, textured_std=3.0)
+
+
+def written_out_guard(photo: np.ndarray, restored: np.ndarray, guard: FlatGuard) -> np.ndarray:
+    """He et al.'s guided filter and the flatness mask at full resolution, in float64, from window
+    means taken one by one: what FlatGuard computes when no downscaling is needed."""
+    r = guard.radius
+
+    def box(a: np.ndarray) -> np.ndarray:
+        pad = ((r, r), (r, r)) + ((0, 0),) * (a.ndim - 2)
+        windows = np.lib.stride_tricks.sliding_window_view(np.pad(a, pad, mode="reflect"), (2 * r + 1,) * 2, (0, 1))
+        return windows.mean(axis=(-2, -1))
+
+    guide, p = photo.astype(np.float64), restored.astype(np.float64)
+    luma = guide @ np.array([0.299, 0.587, 0.114])
+    std = np.sqrt(np.maximum(box(luma * luma) - box(luma) ** 2, 0)) * 219
+    mask = np.clip((guard.textured_std - std) / (guard.textured_std - guard.flat_std), 0, 1)
+    mean_i, mean_p = box(guide), box(p)
+    var_i = np.maximum(box(guide * guide) - mean_i**2, 0)
+    a = (box(guide * p) - mean_i * mean_p) / (var_i + (guard.eps_levels / 219) ** 2)
+    b = mean_p - a * mean_i
+    return p + mask[..., None] * (box(a) * guide + box(b) - p)
+
+
+@pytest.mark.parametrize("flat_rows", [(0, 40), (50, 70), (80, 120), (0, 120)])
+def test_the_guard_is_the_written_out_guided_filter(flat_rows):
+    """Whatever part of the photo is flat (top, a band, bottom, all of it), the fast path's output
+    is the full-resolution definition's, within float32 rounding (0.03 grey level)."""
+    rng = np.random.default_rng(5)
+    photo = rng.random((120, 150, 3), dtype=np.float32)
+    top, bottom = flat_rows
+    photo[top:bottom] = np.float32([0.6, 0.65, 0.7]) + rng.normal(0, 0.003, (bottom - top, 150, 3)).astype(np.float32)
+    restored = with_stain(np.clip(photo * 0.95 + 0.02, 0, 1), (top + bottom) // 2 - 8, 60, 16, depth=0.1)
+    guard = FlatGuard(radius=6)
+    assert guard.factor(*photo.shape[:2]) == 1
+    np.testing.assert_allclose(guard.apply(photo, restored), written_out_guard(photo, restored, guard), atol=1e-4)
