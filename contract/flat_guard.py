@@ -138,9 +138,10 @@ def heighten(low: np.ndarray, f: int, rows: np.ndarray) -> np.ndarray:
         return low[rows]
     r0, r1, w = _bilinear(rows, f, low.shape[0])
     w = w.reshape((-1,) + (1,) * (low.ndim - 1))
-    band = low[r1] - low[r0]
+    below = low[r0]
+    band = low[r1] - below
     band *= w
-    band += low[r0]
+    band += below
     return band
 
 

@@ -84,6 +84,13 @@ def test_helpers_are_exact_on_constants_and_shapes():
     assert up.shape == (10, 13) and up.min() >= low.min() and up.max() <= low.max()
 
 
+def window_mean(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over each (2r + 1)^2 window of `a` with reflected edges, the windows taken one by one."""
+    pad = ((r, r), (r, r)) + ((0, 0),) * (a.ndim - 2)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(a, pad, mode="reflect"), (2 * r + 1,) * 2, (0, 1))
+    return windows.mean(axis=(-2, -1))
+
+
 def test_helpers_match_their_plain_definitions():
     """The fast forms (row sums, row-by-row cumulative sums, interpolation by whole rows) against
     the definitions written out: block means of edge-padded blocks, window means over a reflected
@@ -92,10 +99,7 @@ def test_helpers_match_their_plain_definitions():
     image = rng.random((23, 30, 3), dtype=np.float32)
     padded = np.pad(image, ((0, 1), (0, 2), (0, 0)), mode="edge")  # 24 x 32: whole 4 x 4 blocks
     assert np.allclose(block_mean(image, 4), padded.reshape(6, 4, 8, 4, 3).mean(axis=(1, 3)), atol=1e-6)
-    r = 3
-    reflected = np.pad(image, ((r, r), (r, r), (0, 0)), mode="reflect")
-    windows = np.lib.stride_tricks.sliding_window_view(reflected, (2 * r + 1, 2 * r + 1), axis=(0, 1))
-    assert np.allclose(box_mean(image, r), windows.mean(axis=(-2, -1)), atol=1e-6)
+    assert np.allclose(box_mean(image, 3), window_mean(image, 3), atol=1e-6)
     low, f = rng.random((5, 7), dtype=np.float32), 3
     centres_y, centres_x = np.arange(5) * f + (f - 1) / 2, np.arange(7) * f + (f - 1) / 2
     rows_first = np.stack([np.interp(np.arange(20), centres_x, row) for row in low])
@@ -113,12 +117,9 @@ def test_bad_inputs_are_refused():
 def written_out_guard(photo: np.ndarray, restored: np.ndarray, guard: FlatGuard) -> np.ndarray:
     """He et al.'s guided filter and the flatness mask at full resolution, in float64, from window
     means taken one by one: what FlatGuard computes when no downscaling is needed."""
-    r = guard.radius
 
     def box(a: np.ndarray) -> np.ndarray:
-        pad = ((r, r), (r, r)) + ((0, 0),) * (a.ndim - 2)
-        windows = np.lib.stride_tricks.sliding_window_view(np.pad(a, pad, mode="reflect"), (2 * r + 1,) * 2, (0, 1))
-        return windows.mean(axis=(-2, -1))
+        return window_mean(a, guard.radius)
 
     guide, p = photo.astype(np.float64), restored.astype(np.float64)
     luma = guide @ np.array([0.299, 0.587, 0.114])
