@@ -15,6 +15,7 @@ from training.metrics import psnr
 from training.quantize import QUANTIZED_OPS, drawn_data, kept_fp32
 from training.scenes import draw_city_scene
 
+STEM_AND_HEAD = ("model.backbone.stem.", "model.backbone.head.")
 SHIPPED = Path(__file__).resolve().parents[2] / "artifacts" / "default"
 
 
@@ -37,13 +38,17 @@ def test_both_int8_files_are_listed_hashed_and_described(tiny_int8_bundle):
     assert quality["n"] == 2 and {f"psnr_y_{k}" for k in ("backbone", *INT8_KEYS)} <= set(quality)
 
 
-def test_first_and_last_conv_and_the_norm_variances_stay_fp32(tiny_int8_bundle):
+def test_the_full_resolution_path_and_the_norm_variances_stay_fp32(tiny_int8_bundle):
+    fp32 = onnx.load(str(tiny_int8_bundle / "backbone.onnx")).graph
     kept = kept_fp32(tiny_int8_bundle / "backbone.onnx")
+    stem_and_head = [n for n in fp32.node if n.op_type == "Conv" and n.input[1].startswith(STEM_AND_HEAD)]
+    assert len(stem_and_head) == 14  # stem: intro, down; head: up, the refine block's 10 (2 norm means), out
+    assert {n.name for n in stem_and_head} <= set(kept)
     graph = onnx.load(str(tiny_int8_bundle / "backbone_int8.onnx")).graph
     producers = {out: node for node in graph.node for out in node.output}
     by_name = {n.name: n for n in graph.node}
     kinds = {by_name[name].op_type for name in kept}
-    assert kinds == {"Conv", "Add"}  # convs, and the `variance + eps` adds
+    assert kinds == {"Conv", "Add", "Mul"}  # convs, residual adds, the refine block's gates, `variance + eps`
     for name in kept:
         node = by_name[name]
         if node.op_type == "Conv":
@@ -59,6 +64,21 @@ def test_first_and_last_conv_and_the_norm_variances_stay_fp32(tiny_int8_bundle):
     assert {n.op_type for n in graph.node if n.op_type.startswith("MatMul")} == {"MatMul"}
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
     assert set(QUANTIZED_OPS) >= {"Conv"}
+
+
+@pytest.mark.parametrize("key", INT8_KEYS)
+def test_onnxruntime_runs_exactly_the_quantized_convs_in_8_bits(tiny_int8_bundle, tmp_path, key):
+    """onnxruntime quantizes an fp32 conv's weights itself when the conv sits between a
+    DequantizeLinear and a QuantizeLinear: the kept convs must not, so count what it loads."""
+    graph = onnx.load(str(tiny_int8_bundle / f"{key}.onnx")).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    quantized = [n for n in convs if n.input[1] in producers and producers[n.input[1]].op_type == "DequantizeLinear"]
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(str(tiny_int8_bundle / f"{key}.onnx"), options, providers=["CPUExecutionProvider"])
+    loaded = onnx.load(options.optimized_model_filepath).graph.node
+    assert sum(n.op_type == "QLinearConv" for n in loaded) == len(quantized) == len(convs) - 14  # all but the stem and head
 
 
 @pytest.mark.parametrize("key", INT8_KEYS)
