@@ -78,7 +78,7 @@ def test_onnxruntime_runs_exactly_the_quantized_convs_in_8_bits(tiny_int8_bundle
     options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
     ort.InferenceSession(str(tiny_int8_bundle / f"{key}.onnx"), options, providers=["CPUExecutionProvider"])
     loaded = onnx.load(options.optimized_model_filepath).graph.node
-    assert sum(n.op_type == "QLinearConv" for n in loaded) == len(quantized) == len(convs) - 14  # all but the stem and head
+    assert sum(n.op_type == "QLinearConv" for n in loaded) == len(quantized) == len(convs) - 14  # all but stem, head
 
 
 @pytest.mark.parametrize("key", INT8_KEYS)
