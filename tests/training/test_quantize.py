@@ -12,10 +12,10 @@ import pytest
 from contract.bundle import INT8_KEYS, BundleError, load_bundle, sha256_file, write_json_atomic
 from training.cli import main as tap_train
 from training.metrics import psnr
-from training.quantize import QUANTIZED_OPS, drawn_data, kept_fp32
+from training.quantize import FP32_MODULES, QUANTIZED_OPS, drawn_data, kept_fp32
 from training.scenes import draw_city_scene
 
-STEM_AND_HEAD = ("model.backbone.stem.", "model.backbone.head.")
+FP32_WEIGHTS = tuple(f"{module}." for module in FP32_MODULES)
 SHIPPED = Path(__file__).resolve().parents[2] / "artifacts" / "default"
 
 
@@ -38,12 +38,15 @@ def test_both_int8_files_are_listed_hashed_and_described(tiny_int8_bundle):
     assert quality["n"] == 2 and {f"psnr_y_{k}" for k in ("backbone", *INT8_KEYS)} <= set(quality)
 
 
-def test_the_full_resolution_path_and_the_norm_variances_stay_fp32(tiny_int8_bundle):
+def test_the_fp32_modules_and_the_norm_variances_stay_fp32(tiny_int8_bundle):
     fp32 = onnx.load(str(tiny_int8_bundle / "backbone.onnx")).graph
     kept = kept_fp32(tiny_int8_bundle / "backbone.onnx")
-    stem_and_head = [n for n in fp32.node if n.op_type == "Conv" and n.input[1].startswith(STEM_AND_HEAD)]
-    assert len(stem_and_head) == 14  # stem: intro, down; head: up, the refine block's 10 (2 norm means), out
-    assert {n.name for n in stem_and_head} <= set(kept)
+    kept_convs = [n for n in fp32.node if n.op_type == "Conv" and n.name in kept]
+    # stem: intro, down; head: up, the refine block's 10 convs (2 norm means), out; encoders 0 and 1:
+    # one block of 10 each; downs.0
+    assert len(kept_convs) == 35
+    weights = {n.input[1] for n in kept_convs if not n.input[1].endswith("negative_average")}  # shared buffers
+    assert len(weights) == 29 and all(w.startswith(FP32_WEIGHTS) for w in weights)
     graph = onnx.load(str(tiny_int8_bundle / "backbone_int8.onnx")).graph
     producers = {out: node for node in graph.node for out in node.output}
     by_name = {n.name: n for n in graph.node}
@@ -51,16 +54,15 @@ def test_the_full_resolution_path_and_the_norm_variances_stay_fp32(tiny_int8_bun
     assert kinds == {"Conv", "Add", "Mul"}  # convs, residual adds, the refine block's gates, `variance + eps`
     for name in kept:
         node = by_name[name]
-        if node.op_type == "Conv":
+        if node.op_type == "Conv":  # fp32 weights, or the -1/C a norm mean shares with quantized ones (exact)
             weight = producers.get(node.input[1])
-            assert weight is None or weight.op_type != "DequantizeLinear", name  # an fp32 initializer
+            assert weight is None or weight.input[0].endswith("negative_average_quantized"), name
         else:
             assert not any(producers.get(i) and producers[i].op_type == "DequantizeLinear" for i in node.input), name
-    quantized = [n for n in graph.node if n.op_type == "Conv" and producers.get(n.input[1]) is not None]
-    assert len(quantized) > len(kept)
+    quantized = [n for n in graph.node if n.op_type == "Conv" and n.name not in kept]
+    assert quantized and all(producers[n.input[1]].op_type == "DequantizeLinear" for n in quantized)
     # The norms' mean convs (equal weights: exact in 8 bits) are quantized; their variances are fp32 MatMuls.
-    means = [n for n in quantized if producers[n.input[1]].input[0].endswith("negative_average_quantized")]
-    assert means and all(producers[n.input[1]].op_type == "DequantizeLinear" for n in means)
+    assert [n for n in quantized if producers[n.input[1]].input[0].endswith("negative_average_quantized")]
     assert {n.op_type for n in graph.node if n.op_type.startswith("MatMul")} == {"MatMul"}
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
     assert set(QUANTIZED_OPS) >= {"Conv"}
@@ -70,15 +72,13 @@ def test_the_full_resolution_path_and_the_norm_variances_stay_fp32(tiny_int8_bun
 def test_onnxruntime_runs_exactly_the_quantized_convs_in_8_bits(tiny_int8_bundle, tmp_path, key):
     """onnxruntime quantizes an fp32 conv's weights itself when the conv sits between a
     DequantizeLinear and a QuantizeLinear: the kept convs must not, so count what it loads."""
-    graph = onnx.load(str(tiny_int8_bundle / f"{key}.onnx")).graph
-    producers = {out: node for node in graph.node for out in node.output}
-    convs = [n for n in graph.node if n.op_type == "Conv"]
-    quantized = [n for n in convs if n.input[1] in producers and producers[n.input[1]].op_type == "DequantizeLinear"]
+    kept = set(kept_fp32(tiny_int8_bundle / "backbone.onnx"))
+    convs = [n for n in onnx.load(str(tiny_int8_bundle / f"{key}.onnx")).graph.node if n.op_type == "Conv"]
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
     ort.InferenceSession(str(tiny_int8_bundle / f"{key}.onnx"), options, providers=["CPUExecutionProvider"])
     loaded = onnx.load(options.optimized_model_filepath).graph.node
-    assert sum(n.op_type == "QLinearConv" for n in loaded) == len(quantized) == len(convs) - 14  # all but stem, head
+    assert sum(n.op_type == "QLinearConv" for n in loaded) == sum(n.name not in kept for n in convs) == len(convs) - 35
 
 
 @pytest.mark.parametrize("key", INT8_KEYS)
