@@ -98,7 +98,7 @@ def machine_lines(threads: int, watch: "CpuWatch", command: str) -> list[str]:
     if torch_version := version("torch"):
         software.append(f"torch {torch_version}")
     commit = _git("rev-parse", "--short", "HEAD") or "?"
-    code = ("bench", "model", "service", "training")
+    code = ("bench", "contract", "model", "service", "training")
     dirty = " (+ uncommitted changes)" if _git("status", "--porcelain", "--", *code) else ""
     return [
         f"- Machine: {cpu.get('model name', platform.processor() or '?')}, {available_cpus()} CPUs available "

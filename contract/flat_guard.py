@@ -29,12 +29,18 @@ class FlatGuard:
     flat_std: float = 4.0  # grey levels: at or below this local std of the photo's luma, fully guarded
     textured_std: float = 14.0  # at or above this, the restoration is kept as it is
     eps_levels: float = 2.0  # the guided filter's regulariser, as a std in grey levels
+    # The stretch's coefficients are fitted on blocks this many times larger, with the radius as
+    # many times smaller (the same reach): they are smooth, and it quarters most of the guard's
+    # work. The mask keeps the working resolution, so thin streaks still count as texture.
+    coefficient_step: int = 2
 
     def __post_init__(self) -> None:
         if not 0 <= self.flat_std < self.textured_std:
             raise ValueError(f"need 0 <= flat_std < textured_std, got {self.flat_std} and {self.textured_std}")
         if self.working_side < 2 * self.radius + 1 or self.radius < 1:
             raise ValueError(f"working_side {self.working_side} must hold a window of radius {self.radius} >= 1")
+        if self.coefficient_step < 1 or self.radius < self.coefficient_step:
+            raise ValueError(f"coefficient_step {self.coefficient_step} must be in 1..radius ({self.radius})")
 
     def factor(self, height: int, width: int) -> int:
         """Block size that brings the longer side down to about `working_side` (1: no downscaling)."""
@@ -46,29 +52,21 @@ class FlatGuard:
             raise ValueError(f"need two (H, W, 3) images of one shape, got {photo.shape} and {restored.shape}")
         height, width = photo.shape[:2]
         f = self.factor(height, width)
-        # float32 throughout, on values centred per channel: the box sums stay small, so float32
-        # keeps the variances of a flat sky exact enough, at half the memory of float64.
-        guide, p = block_mean(photo, f), block_mean(restored, f)
-        guide_offset, p_offset = guide.mean(axis=(0, 1)), p.mean(axis=(0, 1))
-        guide, p = guide - guide_offset, p - p_offset
-        luma = guide @ LUMA
+        luma = block_mean(photo, f) @ LUMA
         r = min(self.radius, (min(luma.shape) - 1) // 2)
         if r < 1:  # too small to have flat regions worth a window
             return restored
+        luma -= luma.mean()  # centred: float32 box sums of squares stay exact enough on a flat sky
         mean_y = box_mean(luma, r)
         std_levels = np.sqrt(np.maximum(box_mean(luma * luma, r) - mean_y**2, 0.0)) * Y_LEVELS
         mask = np.clip((self.textured_std - std_levels) / (self.textured_std - self.flat_std), 0.0, 1.0)
         if not mask.any():
             return restored
-        # Each output channel fitted on the same channel of the photo: a per-channel stretch is what
-        # dehazing is (J = (I - A) / t + A), and the photo's own colour survives an identity.
-        mean_i, mean_p = box_mean(guide, r), box_mean(p, r)
-        var_i = np.maximum(box_mean(guide * guide, r) - mean_i**2, 0.0)
-        a = (box_mean(guide * p, r) - mean_i * mean_p) / (var_i + np.float32(self.eps_levels / Y_LEVELS) ** 2)
-        b = mean_p + p_offset - a * (mean_i + guide_offset)
+        fc = f * self.coefficient_step
+        a, b = self._stretch(block_mean(photo, fc), block_mean(restored, fc), r // self.coefficient_step)
         # Interpolated to full width once; each band of rows then only interpolates between rows.
         mask_wide = widen(mask.astype(np.float32), f, width)
-        a_wide, b_wide = widen(box_mean(a, r), f, width), widen(box_mean(b, r), f, width)
+        a_wide, b_wide = widen(a, fc, width), widen(b, fc, width)
         out = np.empty_like(restored, dtype=np.float32)
         for top in range(0, height, BAND_ROWS):
             rows = np.arange(top, min(top + BAND_ROWS, height))
@@ -76,14 +74,31 @@ class FlatGuard:
             if not m_up.any():  # no flat pixel in this band: nothing to fit
                 out[rows] = restored[rows]
                 continue
-            band = heighten(a_wide, f, rows)
+            band = heighten(a_wide, fc, rows)
             band *= photo[rows]
-            band += heighten(b_wide, f, rows)
+            band += heighten(b_wide, fc, rows)
             band -= restored[rows]
             band *= m_up[..., None]
             band += restored[rows]
             out[rows] = band
         return out
+
+    def _stretch(self, guide: np.ndarray, p: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """He et al.'s guided filter coefficients, window-averaged: p ~ a * guide + b per channel.
+
+        Each output channel fitted on the same channel of the photo: a per-channel stretch is what
+        dehazing is (J = (I - A) / t + A), and the photo's own colour survives an identity. float32
+        throughout, on values centred per channel: the box sums stay small, so float32 keeps the
+        variances of a flat sky exact enough, at half the memory of float64.
+        """
+        r = max(1, min(r, (min(guide.shape[:2]) - 1) // 2))
+        guide_offset, p_offset = guide.mean(axis=(0, 1)), p.mean(axis=(0, 1))
+        guide, p = guide - guide_offset, p - p_offset
+        mean_i, mean_p = box_mean(guide, r), box_mean(p, r)
+        var_i = np.maximum(box_mean(guide * guide, r) - mean_i**2, 0.0)
+        a = (box_mean(guide * p, r) - mean_i * mean_p) / (var_i + np.float32(self.eps_levels / Y_LEVELS) ** 2)
+        b = mean_p + p_offset - a * (mean_i + guide_offset)
+        return box_mean(a, r), box_mean(b, r)
 
 
 def block_mean(image: np.ndarray, f: int) -> np.ndarray:

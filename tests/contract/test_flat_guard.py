@@ -75,6 +75,21 @@ def test_downscaled_fit_matches_the_full_resolution_fit_on_a_large_photo():
     assert np.abs(fast[sky] - full[sky]).max() < 2.5 / 255
 
 
+def test_coefficients_fitted_on_larger_blocks_match_the_fit_at_the_working_resolution():
+    """The default fits the stretch on 2x2 blocks with half the radius (a quarter of the work): on a
+    stained sky over texture it takes the stain out as the fit at the working resolution does."""
+    photo = sky_over_texture(480, 640, seed=3)
+    stained = with_stain(photo, 60, 250, 24)
+    fine, coarse = FlatGuard(coefficient_step=1), FlatGuard()
+    assert fine.factor(480, 640) == coarse.factor(480, 640) == 1
+    fine_out, coarse_out = fine.apply(photo, stained), coarse.apply(photo, stained)
+    sky = (slice(0, 200), slice(None))
+    assert np.abs(fine_out[sky] - coarse_out[sky]).mean() < 0.1 / 255
+    assert np.abs(fine_out[sky] - coarse_out[sky]).max() < 1.0 / 255
+    assert np.abs(coarse_out[sky] - photo[sky]).max() < np.abs(stained[sky] - photo[sky]).max() / 4
+    np.testing.assert_array_equal(coarse_out[300:], stained[300:])  # texture: the restoration as it is
+
+
 def test_helpers_are_exact_on_constants_and_shapes():
     a = np.full((10, 13, 3), 0.25, np.float32)
     assert block_mean(a, 4).shape == (3, 4, 3) and np.allclose(block_mean(a, 4), 0.25)
@@ -112,6 +127,8 @@ def test_bad_inputs_are_refused():
         FlatGuard().apply(np.zeros((8, 8, 3), np.float32), np.zeros((8, 9, 3), np.float32))
     with pytest.raises(ValueError, match="flat_std"):
         FlatGuard(flat_std=6.0, textured_std=3.0)
+    with pytest.raises(ValueError, match="coefficient_step"):
+        FlatGuard(radius=2, coefficient_step=3)
 
 
 def written_out_guard(photo: np.ndarray, restored: np.ndarray, guard: FlatGuard) -> np.ndarray:
@@ -141,6 +158,6 @@ def test_the_guard_is_the_written_out_guided_filter(flat_rows):
     top, bottom = flat_rows
     photo[top:bottom] = np.float32([0.6, 0.65, 0.7]) + rng.normal(0, 0.003, (bottom - top, 150, 3)).astype(np.float32)
     restored = with_stain(np.clip(photo * 0.95 + 0.02, 0, 1), (top + bottom) // 2 - 8, 60, 16, depth=0.1)
-    guard = FlatGuard(radius=6)
+    guard = FlatGuard(radius=6, coefficient_step=1)
     assert guard.factor(*photo.shape[:2]) == 1
     np.testing.assert_allclose(guard.apply(photo, restored), written_out_guard(photo, restored, guard), atol=1e-4)
