@@ -98,7 +98,7 @@ def machine_lines(threads: int, watch: "CpuWatch", command: str) -> list[str]:
     if torch_version := version("torch"):
         software.append(f"torch {torch_version}")
     commit = _git("rev-parse", "--short", "HEAD") or "?"
-    code = ("bench", "contract", "model", "service", "training")
+    code = ("bench", "contract", "model", "service", "training", ":!bench/results")  # results are not code
     dirty = " (+ uncommitted changes)" if _git("status", "--porcelain", "--", *code) else ""
     return [
         f"- Machine: {cpu.get('model name', platform.processor() or '?')}, {available_cpus()} CPUs available "
