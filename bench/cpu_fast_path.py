@@ -122,7 +122,7 @@ def throughput_rows(bundle: Path, args: argparse.Namespace, log_dir: Path) -> tu
         for server in servers.values():
             server.wait_ready()
         for concurrency in args.concurrency:
-            requests = concurrency * (1 if args.quick else 2)
+            requests = concurrency * args.requests_per_client
             load = (bodies, concurrency, requests)
             runs = {name: (lambda s=s, a=load: asyncio.run(drive(s.url, *a))) for name, s in servers.items()}
             times = interleaved(runs, args.repeats, min_repeats=args.repeats)
@@ -192,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, help="interleaved rounds (default 5; --quick 2)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--max-batch", type=int, default=2, help="the servers' TAP_MAX_BATCH (all alike)")
+    parser.add_argument(
+        "--requests-per-client",
+        type=int,
+        help="requests each client sends per timed round (default 4: at 2, the ratios at concurrency 4 moved by "
+        "±0.1 between runs; --quick 1)",
+    )
     parser.add_argument("--synthetic", type=int, help="synthetic images per weather (default 4; --quick 1)")
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="clean/ for synthetic weather")
     return parser
@@ -202,6 +208,7 @@ def main(argv: list[str] | None = None) -> Report:
     args = build_parser().parse_args(argv)
     args.sizes = args.sizes or ([64] if args.quick else [512, 768])
     args.repeats = args.repeats or (2 if args.quick else 5)
+    args.requests_per_client = args.requests_per_client or (1 if args.quick else 4)
     per_task = args.synthetic if args.synthetic is not None else (1 if args.quick else 4)
     watch = CpuWatch()
     with model_under_test(args) as model, tempfile.TemporaryDirectory(prefix="tap-fast-") as tmp:
