@@ -230,3 +230,19 @@ def test_flat_guard_bench_times_the_guard_against_the_backbone(tiny: list[str], 
         ["flat-region guard", "160x120"],
     ]
     assert float(rows[1][4]) > 0 and rows[2][4] == "–"
+
+
+def test_op_profile_traces_every_node_time_to_a_module(tiny: list[str], tmp_path: Path) -> None:
+    from bench import op_profile
+
+    bundle = tiny[tiny.index("--bundle") + 1]
+    results = op_profile.main(
+        ["--bundle", bundle, "--size", "64", "--warmup", "1", "--runs", "2", "--out-dir", str(tmp_path)]
+    )
+    by_module = results["backbone"]["module"]
+    for module in ("stem.intro", "encoders.0", "middle", "prompts.levels.0", "decoders.2", "head.refine", "head.out"):
+        assert by_module[module] > 0, module
+    # the blocked-layout convs and reorders onnxruntime makes are traced back to their modules
+    assert by_module[op_profile.ONNXRUNTIME_OWN] < 0.1 * sum(by_module.values())
+    header, rows = table((tmp_path / "op_profile.md").read_text(), "module")
+    assert header == ["module", "ms", "share"] and {"stem.intro", "head.out"} <= {r[0] for r in rows}
