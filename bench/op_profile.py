@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from bench.common import DEFAULT_BUNDLE, RESULTS, CpuWatch, command_line, machine_lines, md_table, write_markdown
+from bench.common import DEFAULT_BUNDLE, REPO, RESULTS, CpuWatch, command_line, machine_lines, md_table, write_markdown
 from contract.bundle import load_bundle
 from service import cpu_features
 from training.quantize import FP32_MODULES
@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             results[key] = profile(loaded.path(key), image, prompt, args.warmup, args.runs, Path(tmp))
             body += report_section(key, loaded.manifest[key]["file"], results[key], args.top)
     header = machine_lines(1, watch, command_line("bench.op_profile", argv))
+    shown = args.bundle.resolve().relative_to(REPO) if args.bundle.resolve().is_relative_to(REPO) else args.bundle
     header.append(
         f"- Input: a drawn {args.size}² scene, the first prompt; {args.warmup} warm-up runs left out, "
-        f"{args.runs} profiled (times per run); bundle `{args.bundle}` ({loaded.manifest['model_version']})"
+        f"{args.runs} profiled (times per run); bundle `{shown}` ({loaded.manifest['model_version']})"
     )
     write_markdown(args.out_dir, NAME, "Where the backbone's CPU time goes (onnxruntime's profiler)", header, body)
     return results
