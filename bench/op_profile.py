@@ -31,9 +31,10 @@ from training.scenes import draw_city_scene
 
 NAME = "op_profile"
 ONNXRUNTIME_OWN = "inserted by onnxruntime"
+PARTS = ("intro", "down", "up", "refine", "out")  # the stem's and the head's parts, in data-flow order
 # A module label: the backbone's stage (stem, encoders.0, ..., head.refine) or a prompt level.
 MODULE = re.compile(
-    r"model\.(backbone\.(?:stem|middle|head|[a-z]+\.\d+)(?:\.(?:intro|down|up|refine|out))?|prompts\.levels\.\d+)"
+    rf"model\.(backbone\.(?:stem|middle|head|[a-z]+\.\d+)(?:\.(?:{'|'.join(PARTS)}))?|prompts\.levels\.\d+)"
 )
 
 
@@ -99,11 +100,16 @@ def share_rows(times: Counter, total: float, keys: Iterable) -> list[list[str]]:
 
 
 def stage_order(label: str) -> tuple:
-    """Data-flow order: stem, encoders and downs by level, middle, prompt levels, ups/decoders, head."""
-    order = ["stem", "encoders", "downs", "middle", "prompts.levels", "ups", "decoders", "head", "other"]
+    """Data-flow order: stem, each encoder level then its down, middle, prompt levels, each up then
+    its decoder, head."""
+    stages = [("stem",), ("encoders", "downs"), ("middle",), ("prompts.levels",), ("ups", "decoders"), ("head",)]
     base, _, index = label.rpartition(".") if label[-1].isdigit() else (label, "", "0")
-    rank = next((i for i, stage in enumerate(order) if label.startswith(stage)), len(order))
-    return (rank, int(index) if index.isdigit() else 0, base, label)
+    for group, names in enumerate(stages):
+        for within, name in enumerate(names):
+            if label.startswith(name):
+                suffix = label.rpartition(".")[2]
+                return (group, int(index), within, PARTS.index(suffix) if suffix in PARTS else -1, label)
+    return (len(stages), 0, 0, 0, label)
 
 
 def report_section(key: str, file: str, result: dict, top: int) -> list[str]:
@@ -115,7 +121,7 @@ def report_section(key: str, file: str, result: dict, top: int) -> list[str]:
         if "int8" in key and any(row[0] == m or row[0].startswith(f"{m}.") for m in kept):
             row[0] += " (fp32)"
     nodes = result["node"].most_common(top)
-    fp32 = sum(float(row[1]) for row in module_rows if row[0].endswith(" (fp32)"))
+    fp32 = sum(result["module"][m] for m, row in zip(modules, module_rows, strict=True) if row[0].endswith(" (fp32)"))
     kept_line = [f"The modules INT8 keeps in fp32 took {fp32:.0f} ms ({fp32 / total:.0%}).", ""] if fp32 else []
     return [
         f"## `{file}` (`{key}`): {result['run_ms']:.0f} ms a run (median), {total:.0f} ms in nodes",
