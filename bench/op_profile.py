@@ -23,10 +23,20 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from bench.common import DEFAULT_BUNDLE, REPO, RESULTS, CpuWatch, command_line, machine_lines, md_table, write_markdown
+from bench.common import (
+    DEFAULT_BUNDLE,
+    REPO,
+    RESULTS,
+    CpuWatch,
+    command_line,
+    first_prompt,
+    machine_lines,
+    md_table,
+    write_markdown,
+)
 from contract.bundle import load_bundle
 from service import cpu_features
-from training.quantize import FP32_MODULES
+from training.quantize import FP32_MODULES, namespace
 from training.scenes import draw_city_scene
 
 NAME = "op_profile"
@@ -43,8 +53,7 @@ def module_labels(path: Path) -> dict[str, str]:
     after export (the quantizer's Q/DQ pairs) carry no namespace: they take their input's module."""
     labels = {}
     for node in onnx.load(str(path), load_external_data=False).graph.node:  # in topological order
-        namespace = dict((p.key, p.value) for p in node.metadata_props).get("namespace", "")
-        found = MODULE.findall(namespace)
+        found = MODULE.findall(namespace(node))
         label = (
             found[-1].removeprefix("backbone.")
             if found
@@ -89,9 +98,10 @@ def profile(path: Path, image: np.ndarray, prompt: np.ndarray, warmup: int, runs
     by_module, by_op, by_node = Counter(), Counter(), Counter()
     for event in nodes:
         name, op, ms = event["name"].removesuffix("_kernel_time"), event["args"]["op_name"], event["dur"] / 1e3 / runs
-        by_module[labels.get(name, ONNXRUNTIME_OWN)] += ms
+        module = labels.get(name, ONNXRUNTIME_OWN)
+        by_module[module] += ms
         by_op[op] += ms
-        by_node[(name, op, labels.get(name, ONNXRUNTIME_OWN))] += ms
+        by_node[(name, op, module)] += ms
     return {"run_ms": float(np.median(model_runs)), "module": by_module, "op": by_op, "node": by_node}
 
 
@@ -103,25 +113,26 @@ def stage_order(label: str) -> tuple:
     """Data-flow order: stem, each encoder level then its down, middle, prompt levels, each up then
     its decoder, head."""
     stages = [("stem",), ("encoders", "downs"), ("middle",), ("prompts.levels",), ("ups", "decoders"), ("head",)]
-    base, _, index = label.rpartition(".") if label[-1].isdigit() else (label, "", "0")
+    last = label.rpartition(".")[2]
+    level = int(last) if last.isdigit() else 0
+    part = PARTS.index(last) if last in PARTS else -1
     for group, names in enumerate(stages):
         for within, name in enumerate(names):
             if label.startswith(name):
-                suffix = label.rpartition(".")[2]
-                return (group, int(index), within, PARTS.index(suffix) if suffix in PARTS else -1, label)
+                return (group, level, within, part, label)
     return (len(stages), 0, 0, 0, label)
 
 
 def report_section(key: str, file: str, result: dict, top: int) -> list[str]:
     total = sum(result["module"].values())
-    kept = {m.removeprefix("model.backbone.") for m in FP32_MODULES}
     modules = sorted(result["module"], key=stage_order)
+    scopes = [m.removeprefix("model.backbone.") for m in FP32_MODULES]
+    kept = {m for m in modules if "int8" in key and any(m == s or m.startswith(f"{s}.") for s in scopes)}
     module_rows = share_rows(result["module"], total, modules)
     for row in module_rows:
-        if "int8" in key and any(row[0] == m or row[0].startswith(f"{m}.") for m in kept):
-            row[0] += " (fp32)"
+        row[0] += " (fp32)" if row[0] in kept else ""
     nodes = result["node"].most_common(top)
-    fp32 = sum(result["module"][m] for m, row in zip(modules, module_rows, strict=True) if row[0].endswith(" (fp32)"))
+    fp32 = sum(result["module"][m] for m in kept)
     kept_line = [f"The modules INT8 keeps in fp32 took {fp32:.0f} ms ({fp32 / total:.0%}).", ""] if fp32 else []
     return [
         f"## `{file}` (`{key}`): {result['run_ms']:.0f} ms a run (median), {total:.0f} ms in nodes",
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     int8 = cpu_features.int8_backbone_key(cpu_features.cpu_flags())
     keys = args.keys or ["backbone", *([int8] if int8 in loaded.manifest else [])]
     image = draw_city_scene(args.size, args.size).transpose(2, 0, 1)[None].copy()
-    prompt = np.load(sorted((args.bundle / "prompts").glob("*.npy"))[0])[None]
+    prompt = first_prompt(args.bundle)[None]
     results, body = {}, []
     with tempfile.TemporaryDirectory(prefix="tap-profile-") as tmp:
         for key in keys:

@@ -134,6 +134,11 @@ class PromptedCrops(CalibrationDataReader):
         return next(self._feeds, None)
 
 
+def namespace(node: onnx.NodeProto) -> str:
+    """The module scopes the exporter recorded for a node ("" for nodes added after export)."""
+    return next((p.value for p in node.metadata_props if p.key == "namespace"), "")
+
+
 def kept_fp32(model_path: Path) -> list[str]:
     """Nodes that stay fp32: the modules of FP32_MODULES (the full-resolution stem and head, with
     the first and the last conv, and the encoder's first two levels), the residual add after the
@@ -145,13 +150,13 @@ def kept_fp32(model_path: Path) -> list[str]:
     """
     nodes = onnx.load(str(model_path)).graph.node
     convs = [n for n in nodes if n.op_type == "Conv"]
-    scopes = {n.name: dict((p.key, p.value) for p in n.metadata_props).get("namespace") for n in nodes}
+    scopes = {n.name: namespace(n) for n in nodes}
     if not any(scopes.values()):
         raise ValueError(f"{model_path} has no module namespaces: export it with training.export")
     in_fp32_modules = [
         n.name
         for n in nodes
-        if n.op_type in QUANTIZED_OPS and any(f"{module}:" in (scopes[n.name] or "") for module in FP32_MODULES)
+        if n.op_type in QUANTIZED_OPS and any(f"{module}:" in scopes[n.name] for module in FP32_MODULES)
     ]
     residual = [n.name for n in nodes if n.op_type == "Add" and convs[-1].output[0] in n.input]
     sqrt_inputs = {n.input[0] for n in nodes if n.op_type == "Sqrt"}
