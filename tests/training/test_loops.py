@@ -30,6 +30,11 @@ from training.train_state import load_train_state, save_train_state
 REPO = Path(__file__).resolve().parents[2]
 
 
+# No streak layers, depth maps or real pairs: the defaults read them from the shared data, which
+# the loops under test do not need (and a clone away from ../shared does not have).
+PROCEDURAL_WEATHER_ONLY = ("data.streaks_dir=", "data.depth_dir=", "data.real_pairs=", "data.real_pair_weights=")
+
+
 def tiny_overrides(clean_dir: Path, steps: int = 4) -> list[str]:
     return [
         "variant=tiny",
@@ -40,6 +45,7 @@ def tiny_overrides(clean_dir: Path, steps: int = 4) -> list[str]:
         "data.workers=0",
         "data.samples_per_epoch=16",
         f"data.clean_dir={clean_dir}",
+        *PROCEDURAL_WEATHER_ONLY,
         "log_every=1",
         "save_every=2",
         "optim.warmup_steps=1",
@@ -196,7 +202,8 @@ def test_train_state_round_trip(tmp_path):
 
 
 def test_cli_errors_are_clear(tmp_path, capsys, pretrained):
-    assert tap_train(["pretrain", "--out", str(tmp_path / "x"), "data.clean_dir=/nonexistent", "variant=tiny"]) == 2
+    args = ["pretrain", "--out", str(tmp_path / "x"), "data.clean_dir=/nonexistent", "variant=tiny"]
+    assert tap_train([*args, *PROCEDURAL_WEATHER_ONLY]) == 2
     assert "data folder not found: /nonexistent" in capsys.readouterr().err
     from safetensors.torch import save_file
 

@@ -13,6 +13,7 @@ from bench.common import service_engine
 from bench.tile_consistency import agreement_db, restore_tiled, restore_whole
 from model.net import NET_VARIANTS, TAPNet
 from service.settings import Settings
+from tests.training.test_loops import PROCEDURAL_WEATHER_ONLY
 from training.config import load_config
 from training.export import export_bundle
 from training.loops import PretrainStep, build_training_set, fit
@@ -58,10 +59,7 @@ def test_short_trained_model_tiles_agree_with_the_whole(photo, tiny_clean_dir, t
             "save_every=1000",
             "optim.lr=0.003",
             "optim.warmup_steps=1",
-            "data.streaks_dir=",
-            "data.depth_dir=",
-            "data.real_pairs=",
-            "data.real_pair_weights=",
+            *PROCEDURAL_WEATHER_ONLY,
         ],
     )
     model = random_model("tiny", seed=2)  # randomized residual scales: every block does something
